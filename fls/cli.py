@@ -1,0 +1,93 @@
+"""Shared command-line plumbing for train.py and evaluate.py: early override checks and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from fls.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# Groups whose choices are files under configs/<group>/ (hydra/* groups are Hydra's and checked by Hydra).
+OWN_GROUPS = ("model", "env", "ppo", "logger", "experiment", "saliency")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a one-line error and exit non-zero."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def group_choices(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
+    """The selectable configs of a group (files starting with '_' are shared bases, not choices)."""
+    folder = config_dir / group
+    return sorted(p.stem for p in folder.glob("*.yaml") if not p.stem.startswith("_"))
+
+
+def _override_values(override: Any) -> Iterable[str]:
+    if override.is_sweep_override():
+        return [str(v) for v in override.sweep_string_iterator()]
+    value = override.value()
+    return [] if value is None else [str(value)]
+
+
+def check_overrides(args: list[str], known_model_keys: Iterable[str], config_dir: Path = CONFIG_DIR) -> None:
+    """Reject unknown group choices and unknown model options before Hydra composes the config.
+
+    Hydra's own messages for these span many lines and, for options, do not list the valid keys.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    candidates = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        overrides = OverridesParser.create().parse_overrides(candidates)
+    except OverrideParseException:
+        return  # Hydra reports syntax errors itself
+    known = set(known_model_keys)
+    for override in overrides:
+        if override.is_delete():
+            continue
+        key = override.key_or_group.lstrip("+~")
+        if key in OWN_GROUPS and (config_dir / key).is_dir():
+            choices = group_choices(key, config_dir)
+            for value in _override_values(override):
+                if value not in choices and value != "null":
+                    fail(f"unknown {key} '{value}' (valid: {', '.join(choices)})")
+        elif key.startswith("model.") and key.split(".", 1)[1] not in known:
+            fail(f"unknown model option '{key}' (valid: {', '.join('model.' + k for k in sorted(known))})")
+
+
+def register_resolvers() -> None:
+    """Resolvers used by configs/: a resumed run writes into its own run directory."""
+    from omegaconf import OmegaConf
+
+    from fls.rundir import resume_subdir
+
+    if not OmegaConf.has_resolver("fls_run_dir"):
+        OmegaConf.register_new_resolver("fls_run_dir", lambda resume, default: str(resume) if resume else default)
+        OmegaConf.register_new_resolver("fls_hydra_subdir", resume_subdir)
+
+
+def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
+    """Run ``task`` as a Hydra app on configs/<config_name>.yaml, turning ConfigError into a one-line error."""
+    import hydra
+
+    from fls.models.registry import ALL_OPTIONS, COMMON_KEYS
+
+    check_overrides(sys.argv[1:], (*COMMON_KEYS, *ALL_OPTIONS))
+    register_resolvers()
+
+    @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
+    def _main(cfg: Any) -> Any:
+        try:
+            return task(cfg)
+        except ConfigError as error:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            fail(str(error))
+
+    _main()

@@ -1,0 +1,128 @@
+"""Log sinks behind SB3's logger interface: progress.csv (append-safe for resume), TensorBoard and W&B."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
+
+PROGRESS_FILE = "progress.csv"
+STEP_KEY = "time/total_timesteps"
+
+
+class ProgressCSV(KVWriter):
+    """progress.csv that survives resumes: keeps earlier rows (dropping those past ``keep_until_step``, which
+    were logged after the checkpoint the run resumes from) and widens the header when new keys appear."""
+
+    def __init__(self, path: str | os.PathLike, keep_until_step: int | None = None):
+        self.path = Path(path)
+        self.keys: list[str] = []
+        self.rows: list[dict[str, str]] = []
+        if keep_until_step is not None and self.path.is_file():
+            with open(self.path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                self.keys = list(reader.fieldnames or [])
+                for row in reader:
+                    step = row.get(STEP_KEY) or ""
+                    if not step or float(step) <= keep_until_step:
+                        self.rows.append(row)
+            self._rewrite()
+        else:
+            self.path.write_text("")
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        row = {
+            k: ("" if v is None else str(v)) for k, v in key_values.items() if "csv" not in (key_excluded.get(k) or ())
+        }
+        self.rows.append(row)
+        new_keys = [k for k in row if k not in self.keys]
+        if new_keys:
+            self.keys.extend(new_keys)
+            self._rewrite()
+            return
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=self.keys).writerow(row)
+
+    def close(self) -> None:
+        pass
+
+
+class WandbWriter(KVWriter):
+    """Sends every logged row to a W&B run, with the agent step as W&B's x-axis."""
+
+    def __init__(self, run: Any):
+        self.run = run
+        run.define_metric(STEP_KEY)
+        run.define_metric("*", step_metric=STEP_KEY)
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        data = {
+            k: v
+            for k, v in key_values.items()
+            if "wandb" not in (key_excluded.get(k) or ()) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        data[STEP_KEY] = step
+        self.run.log(data)
+
+    def close(self) -> None:
+        pass
+
+
+def init_wandb(
+    run_dir: Path,
+    *,
+    mode: str,
+    project: str,
+    name: str,
+    config: Mapping[str, Any],
+    group: str | None = None,
+    tags: Sequence[str] = (),
+    entity: str | None = None,
+    run_id: str | None = None,
+) -> Any:
+    """Start (or, with ``run_id``, continue) a W&B run stored under ``run_dir/wandb``.
+
+    Offline and disabled modes never touch the network or prompt for a login.
+    """
+    import wandb
+
+    if mode not in ("offline", "online", "disabled"):
+        from fls.errors import ConfigError
+
+        raise ConfigError(f"logger.wandb.mode must be offline, online or disabled, got '{mode}'")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(
+        project=project,
+        entity=entity,
+        name=name,
+        group=group,
+        tags=list(tags),
+        config=dict(config),
+        dir=str(run_dir),
+        mode=mode,
+        id=run_id,
+        resume="allow" if run_id else None,
+        settings=wandb.Settings(console="off", x_disable_stats=True, save_code=False, disable_git=True),
+    )
+
+
+def make_logger(run_dir: Path, *, tensorboard: bool, wandb_run: Any | None, resume_step: int | None) -> Logger:
+    """SB3 logger writing progress.csv, TensorBoard events (run_dir/tb) and W&B (when a run is given)."""
+    formats: list[KVWriter] = [ProgressCSV(run_dir / PROGRESS_FILE, keep_until_step=resume_step)]
+    if tensorboard:
+        formats.append(TensorBoardOutputFormat(str(run_dir / "tb")))
+    if wandb_run is not None:
+        formats.append(WandbWriter(wandb_run))
+    return Logger(str(run_dir), formats)

@@ -1,0 +1,83 @@
+"""train.py from the command line: dry runs of every model and option, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from fls.cli import CONFIG_DIR, register_resolvers
+from fls.train import dry_run
+
+register_resolvers()
+
+DRY_RUNS = [
+    ["model=nature_cnn"],
+    ["model=sparse_fls"],
+    ["model=sparse_fls", "model.sum_pool=true"],
+    ["model=sparse_fls", "model.sum_pool=true", "model.normalize_attention=true"],
+    ["model=sparse_fls", "model.normalize_attention=true"],
+    ["model=sparse_fls", "model.fls_kernel=1"],
+    ["model=sparse_fls", "model.softplus_base2=true"],
+    ["model=sparse_fls", "model.final_relu=false"],
+    ["model=sparse_fls", "model.attention_at=conv1"],
+    ["model=sparse_fls", "model.attention_at=every_conv", "model.fls_kernel=1", "model.softplus_base2=true"],
+    ["model=dense_fls"],
+    ["model=dense_fls", "model.normalize_attention=true", "model.fls_kernel=1", "model.final_relu=false"],
+    ["model=rs"],
+    ["model=rs", "model.pad_input=false"],
+    ["model=daqn", "env=Seaquest"],
+    ["model=maxpool_cnn", "env=MsPacman"],
+    ["model=maxpool_cnn", "model.channels=[16,32]", "model.kernel_size=3"],
+    ["model=sparse_fls", "model.entropy_lambda=0.001", "env=Pong"],
+]
+
+
+@pytest.mark.parametrize("args", DRY_RUNS, ids=lambda a: " ".join(a))
+def test_dry_run_of_every_model_and_option(args, capsys) -> None:
+    """The dry-run task on the composed config of each combination (in-process: spawning 18 CLIs is slow)."""
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[*args, "dry_run=true"])
+    n_params = dry_run(cfg)
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == f"params: {n_params}"
+    assert "FLSPolicy" in out and "features_extractor" in out and n_params > 100_000
+
+
+@pytest.mark.parametrize("args", [["model=sparse_fls"], ["model=dense_fls", "env=Seaquest"]], ids=" ".join)
+def test_dry_run_command(cli, args, tmp_path) -> None:
+    result = cli("train.py", *args, "dry_run=true", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"params: \d+", last), last
+
+
+BAD = [
+    (["model=resnet"], "unknown model 'resnet' (valid: daqn, dense_fls, maxpool_cnn, nature_cnn, rs, sparse_fls)"),
+    (["env=Tetris"], "unknown env 'Tetris' (valid: BeamRider, Breakout"),
+    (["env.name=Tetris"], "unknown game 'Tetris'"),
+    (["model.dropout=0.5"], "unknown model option 'model.dropout' (valid: model.attention_at"),
+    (["model=nature_cnn", "model.sum_pool=true"], "model.sum_pool does not apply to nature_cnn (its options: none)"),
+    (
+        ["model=sparse_fls", "model.pad_input=false"],
+        "model.pad_input does not apply to sparse_fls (its options: sum_pool",
+    ),
+    (["model=dense_fls", "model.sum_pool=false"], "dense_fls always sum-pools"),
+    (["model.attention_at=conv1", "model.sum_pool=true"], "needs model.attention_at=conv3"),
+    (["model.attention_at=conv2"], "model.attention_at must be one of conv3, conv1, every_conv"),
+    (["model.fls_kernel=5"], "model.fls_kernel must be 3 or 1"),
+    (["model=nature_cnn", "model.entropy_lambda=0.01"], "needs a model with attention; nature_cnn has none"),
+    (["model.entropy_lambda=-1"], "model.entropy_lambda must be >= 0"),
+    (["ppo=ppo2"], "unknown ppo 'ppo2' (valid: paper, zoo)"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD, ids=lambda a: " ".join(a) if isinstance(a, list) else "")
+def test_bad_input_is_one_line_and_non_zero(cli, args, message, tmp_path) -> None:
+    result = cli("train.py", *args, "dry_run=true", f"hydra.run.dir={tmp_path}")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], lines[0]

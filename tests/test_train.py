@@ -1,0 +1,171 @@
+"""train.py end to end on real Atari: run directory, W&B offline, determinism, interrupt + resume, sweeps."""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fls.ppo import AttentionPPO
+from tests.conftest import ROOT
+
+# 2 envs x 64 steps = 128 agent steps per update; 2 minibatches of 64.
+TINY = ["env=Breakout", "env.num_envs=2", "ppo.n_steps=64", "ppo.batch_size=64", "logger.tensorboard=true"]
+
+
+def read_progress(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "progress.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_training_writes_a_complete_run_directory(cli, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    result = cli(
+        "train.py",
+        "model=sparse_fls",
+        "model.entropy_lambda=0.001",
+        *TINY,
+        "total_timesteps=512",
+        "checkpoint_every=256",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (run_dir / "config.yaml").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    assert (run_dir / "final_model.zip").is_file()
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000000000256.zip"]
+    rows = read_progress(run_dir)
+    assert [int(r["time/total_timesteps"]) for r in rows] == [128, 256, 384, 512]
+    assert all(float(r["train/attention_entropy"]) > 0 for r in rows[1:] if r.get("train/attention_entropy"))
+    assert list((run_dir / "tb").glob("**/events.out.tfevents.*"))
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1 and list(offline_runs[0].glob("*.wandb"))
+    assert "it/s" in result.stderr or "step/s" in result.stderr  # the progress bar reports its rate
+    model = AttentionPPO.load(run_dir / "final_model.zip", device="cpu")
+    assert model.num_timesteps == 512 and model.entropy_lambda == 0.001
+
+
+def test_same_seed_gives_identical_first_updates(cli, tmp_path) -> None:
+    params = []
+    for name in ("a", "b"):
+        run_dir = tmp_path / name
+        result = cli(
+            "train.py",
+            "model=sparse_fls",
+            *TINY,
+            "total_timesteps=128",
+            "logger.wandb.mode=disabled",
+            "seed=7",
+            f"hydra.run.dir={run_dir}",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        model = AttentionPPO.load(run_dir / "final_model.zip", device="cpu")
+        params.append(torch.cat([p.detach().flatten() for p in model.policy.parameters()]))
+    assert torch.equal(params[0], params[1])
+
+
+def _wait_for(path_glob: Path, pattern: str, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if list(path_glob.glob(pattern)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing matched {path_glob}/{pattern} within {timeout}s")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_run_resumes_without_losing_or_repeating_updates(tmp_path, how) -> None:
+    run_dir = tmp_path / "run"
+    budget = 2048  # 16 updates of 128 steps
+    args = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "model=nature_cnn",
+        *TINY,
+        f"total_timesteps={budget}",
+        "checkpoint_every=256",
+        "logger.wandb.mode=disabled",
+        f"hydra.run.dir={run_dir}",
+    ]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(run_dir / "checkpoints", "step_000000000512.zip")
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=120)
+    assert not (run_dir / "final_model.zip").exists(), "the run finished before it could be interrupted"
+    if how == signal.SIGTERM:
+        assert process.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+        assert "continue with resume=" in stderr
+    else:
+        assert process.returncode == -signal.SIGKILL
+    assert not list((run_dir / "checkpoints").glob("*.tmp"))
+
+    resumed = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), f"resume={run_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    model = AttentionPPO.load(run_dir / "final_model.zip", device="cpu")
+    assert model.num_timesteps == budget
+    assert model._n_updates == 4 * budget // 128  # 4 epochs per update: none lost, none repeated
+    steps = [int(r["time/total_timesteps"]) for r in read_progress(run_dir)]
+    assert steps == list(range(128, budget + 1, 128))  # each update logged once, in order
+
+
+def test_resume_errors(cli, tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = cli("train.py", f"resume={empty}")
+    assert result.returncode != 0 and "has no checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+    corrupt = tmp_path / "corrupt"
+    (corrupt / "checkpoints").mkdir(parents=True)
+    (corrupt / "checkpoints" / "step_000000000128.zip").write_bytes(b"PK\x03\x04 truncated")
+    result = cli("train.py", f"resume={corrupt}")
+    assert result.returncode != 0 and "is corrupt" in result.stderr and "Traceback" not in result.stderr
+    assert (corrupt / "checkpoints" / "step_000000000128.zip").read_bytes() == b"PK\x03\x04 truncated"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["env.num_envs=0"], "env.num_envs must be >= 1"),
+        (["model.entropy_lambda=-0.5"], "entropy_lambda must be >= 0"),
+        (["device=cuda:3"] if not torch.cuda.is_available() else ["device=tpu"], "device"),
+    ],
+)
+def test_bad_training_input(cli, tmp_path, args, message) -> None:
+    result = cli("train.py", *args, "total_timesteps=128", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+@pytest.mark.slow
+def test_two_job_sweep_through_submitit_local(cli, tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    result = cli(
+        "train.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "model=nature_cnn",
+        *TINY,
+        "total_timesteps=128",
+        "seed=1,9",
+        f"hydra.sweep.dir={sweep}",
+        "hydra.launcher.timeout_min=10",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        run_dir = sweep / job
+        assert (run_dir / "final_model.zip").is_file(), sorted(p.name for p in run_dir.iterdir())
+        assert list((run_dir / "wandb").glob("offline-run-*"))
+    seeds = {(sweep / job / "config.yaml").read_text().split("seed: ")[1].split()[0] for job in ("0", "1")}
+    assert seeds == {"1", "9"}
