@@ -91,6 +91,7 @@ def init_wandb(
     tags: Sequence[str] = (),
     entity: str | None = None,
     run_id: str | None = None,
+    job_type: str = "train",
 ) -> Any:
     """Start (or, with ``run_id``, continue) a W&B run stored under ``run_dir/wandb``.
 
@@ -114,6 +115,7 @@ def init_wandb(
         mode=mode,
         id=run_id,
         resume="allow" if run_id else None,
+        job_type=job_type,
         settings=wandb.Settings(console="off", x_disable_stats=True, save_code=False, disable_git=True),
     )
 

@@ -113,6 +113,7 @@ class TrainingCallback(BaseCallback):
         self.last_checkpoint_step = 0
         self.stop_signal: int | None = None
         self.bar: tqdm | None = None
+        self.games = 0  # whole games finished in this process
 
     def request_stop(self, signum: int, _frame: Any) -> None:
         if self.stop_signal is not None:  # second signal: give up on the clean stop
@@ -139,6 +140,7 @@ class TrainingCallback(BaseCallback):
             self.save_checkpoint()
 
     def _on_step(self) -> bool:
+        self.games += sum("episode" in info for info in self.locals.get("infos", ()))
         if self.bar is not None:
             self.bar.update(self.training_env.num_envs)
         return self.stop_signal is None
@@ -147,7 +149,7 @@ class TrainingCallback(BaseCallback):
         buffer = self.model.ep_info_buffer
         if self.bar is not None and buffer:
             mean_return = sum(info["r"] for info in buffer) / len(buffer)
-            self.bar.set_postfix(episodes=self.model._episode_num, mean_return=f"{mean_return:.1f}", refresh=False)
+            self.bar.set_postfix(games=self.games, mean_return=f"{mean_return:.1f}", refresh=False)
 
     def _on_training_end(self) -> None:
         if self.bar is not None:

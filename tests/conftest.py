@@ -27,6 +27,39 @@ def run_cli(script: str, *args: str, cwd: Path | None = None, timeout: float = 6
     )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow (CI does)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A real (tiny) training run directory: sparse_fls on Breakout, one PPO update, offline W&B off."""
+    run_dir = tmp_path_factory.mktemp("tiny_run") / "run"
+    result = run_cli(
+        "train.py",
+        "model=sparse_fls",
+        "env=Breakout",
+        "env.num_envs=2",
+        "ppo.n_steps=64",
+        "ppo.batch_size=64",
+        "total_timesteps=128",
+        "logger.wandb.mode=disabled",
+        "logger.tensorboard=false",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir

@@ -31,6 +31,7 @@ __all__ = [
     "c_seed",
     "fire_reset_actions",
     "resize_frame",
+    "rgb_to_gray",
     "zero_stale_frames",
 ]
 
@@ -50,6 +51,15 @@ def resize_frame(gray: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     builds of OpenCV agree to the pixel tolerance measured in ``tests/test_envs.py``.
     """
     return cv2.resize(gray, (FRAME_SIZE, FRAME_SIZE), dst=out, interpolation=cv2.INTER_AREA)
+
+
+def rgb_to_gray(frame: np.ndarray) -> np.ndarray:
+    """Convert one RGB (210, 160, 3) uint8 frame to the (210, 160) uint8 grayscale frame ALE would return.
+
+    ALE's grayscale palette equals ``cv2.COLOR_RGB2GRAY`` of its RGB frame exactly (see ``vector.py``), so
+    frames recorded as RGB (Atari-HEAD's PNGs) go through this to match what the agents were trained on.
+    """
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
 class NoopSampler:

@@ -9,7 +9,8 @@ innermost first:
    configures it: no-op reset drawn by :class:`~fls.envs.preprocess.NoopSampler` (the same generator as
    C++, so the same seed gives the same no-ops), frame skip 4 with the max-pool of the last two raw
    grayscale frames (ALE's grayscale palette, as in C++), :func:`~fls.envs.preprocess.resize_frame`, a
-   4-frame stack, raw-frame time limit, and ``info["rgb"]``.
+   4-frame stack, raw-frame time limit, and ``info["rgb"]``; for ``BreakoutInfinite`` also the score wrap
+   of :mod:`fls.envs.breakout`, applied before every raw frame of the frame skip.
 3. :class:`AtariLearnerEnv` — :class:`~fls.envs.preprocess.EpisodeLogic` for a batch of one: FIRE reset,
    episodic life, stack zeroing, Monitor statistics, agent-step time limit, reward clipping.
 
@@ -26,6 +27,7 @@ import gymnasium
 import numpy as np
 from ale_py import Action, AtariEnv
 
+from fls.envs.breakout import ScoreWrap
 from fls.envs.games import GameSpec, get_game
 from fls.envs.preprocess import (
     FRAME_SIZE,
@@ -39,7 +41,7 @@ from fls.envs.preprocess import (
     resize_frame,
 )
 
-__all__ = ["AtariCore", "AtariLearnerEnv", "make_single_env"]
+__all__ = ["AtariCore", "AtariLearnerEnv", "make_core", "make_single_env"]
 
 _CORE_INFO_KEYS = ("lives", "episode_frame_number", "rgb")
 _OBS_SPACE = gymnasium.spaces.Box(0, 255, (FRAME_STACK, FRAME_SIZE, FRAME_SIZE), np.uint8)
@@ -52,13 +54,27 @@ class AtariCore(gymnasium.Wrapper):
     ``use_fire_reset=False``, ``episodic_life=False``, ``life_loss_info=True``, ``reward_clipping=False``.
     ``terminated`` means "game over or life lost", ``truncated`` means the raw-frame limit, and
     :attr:`episode_over` says whether the game must be reset (game over or frame limit).
+
+    With ``score_wrap`` (Breakout only) the score is rewritten 864 -> 432 before the raw frame that follows
+    it reaching 864, and that frame's reward is corrected by +432 (see :mod:`fls.envs.breakout`).
+    ``rgb=False`` leaves ``info["rgb"]`` out (the vector env over these cores does not need it).
     """
 
-    def __init__(self, env: AtariEnv, *, max_frames: int, noop_max: int = NOOP_MAX) -> None:
+    def __init__(
+        self,
+        env: AtariEnv,
+        *,
+        max_frames: int,
+        noop_max: int = NOOP_MAX,
+        score_wrap: bool = False,
+        rgb: bool = True,
+    ) -> None:
         """Wrap a ``frameskip=1`` AtariEnv; ``max_frames`` counts raw frames after the reset no-ops."""
         super().__init__(env)
         self.ale = env.unwrapped.ale
         self.max_frames = max_frames
+        self.score_wrap: ScoreWrap | None = ScoreWrap(self.ale) if score_wrap else None
+        self._rgb = rgb
         self.action_set: list[Action] = list(self.ale.getMinimalActionSet())
         self.action_names: list[str] = [a.name for a in self.action_set]
         self.observation_space = _OBS_SPACE
@@ -76,6 +92,16 @@ class AtariCore(gymnasium.Wrapper):
         """Whether the C++ env would reset now: the game is over or the raw-frame limit was reached."""
         return self._game_over or self._elapsed >= self.max_frames
 
+    @property
+    def score_wraps(self) -> int:
+        """Score rewrites in the current game (0 without ``score_wrap``): true score = shown + 432 * this."""
+        return 0 if self.score_wrap is None else self.score_wrap.wraps
+
+    @property
+    def stack(self) -> np.ndarray:
+        """A copy of the current frame stack: the observation of the last ``reset`` or ``step``."""
+        return self._stack.copy()
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Reset the game (reseeding the no-op generator when ``seed`` is given) and do the reset no-ops.
 
@@ -85,6 +111,8 @@ class AtariCore(gymnasium.Wrapper):
         if seed is not None:
             self._noops.seed(seed)
         self.env.reset(seed=seed, options=options)
+        if self.score_wrap is not None:
+            self.score_wrap.reset()
         for _ in range(self._noops.draw()):
             self.ale.act(Action.NOOP)
             if self.ale.game_over(with_truncation=False):
@@ -104,6 +132,8 @@ class AtariCore(gymnasium.Wrapper):
         reward = 0
         game_over = False
         for skip_id in range(FRAME_SKIP, 0, -1):
+            if self.score_wrap is not None:
+                reward += self.score_wrap.before_act()
             reward += self.ale.act(ale_action)
             game_over = self.ale.game_over(with_truncation=False)
             self._elapsed += 1
@@ -126,11 +156,10 @@ class AtariCore(gymnasium.Wrapper):
         resize_frame(self._raw[0], out=self._stack[-1])
 
     def _info(self) -> dict[str, Any]:
-        return {
-            "lives": self.ale.lives(),
-            "episode_frame_number": self.ale.getEpisodeFrameNumber(),
-            "rgb": self.ale.getScreenRGB(),
-        }
+        info: dict[str, Any] = {"lives": self.ale.lives(), "episode_frame_number": self.ale.getEpisodeFrameNumber()}
+        if self._rgb:
+            info["rgb"] = self.ale.getScreenRGB()
+        return info
 
 
 class AtariLearnerEnv(gymnasium.Wrapper):
@@ -215,7 +244,8 @@ class AtariLearnerEnv(gymnasium.Wrapper):
             step_info["episode"] = out.episodes[0]
         if not out.dones[0]:
             return out.obs[0], float(out.rewards[0]), False, False, step_info
-        self._pending = (out.obs[0], {**{k: next_info[k] for k in _CORE_INFO_KEYS}, "game_over": False})
+        reset_info = {k: next_info[k] for k in _CORE_INFO_KEYS if k in next_info}
+        self._pending = (out.obs[0], {**reset_info, "game_over": False})
         is_truncated = bool(out.truncated[0])
         return out.terminal_obs[0], float(out.rewards[0]), not is_truncated, is_truncated, step_info
 
@@ -236,7 +266,8 @@ def make_single_env(
     """Make one Atari env with the semantics of :func:`fls.envs.vector.make_vec_env` and RGB frames in ``info``.
 
     Args:
-        game: registered game name, e.g. ``"Breakout"`` (see :data:`fls.envs.games.GAMES`), or a spec.
+        game: registered game name, e.g. ``"Breakout"`` (see :data:`fls.envs.games.GAMES`), or a spec;
+            ``"BreakoutInfinite"`` rewrites the score 864 -> 432 between raw frames (see :mod:`fls.envs.breakout`).
         seed: applied at the first ``reset()``; equals env ``i`` of ``make_vec_env(game, seed=seed - i)``.
         clip_rewards: return ``sign(reward)`` (statistics stay unclipped).
         episodic_life: a life loss ends the learner episode (the game goes on).
@@ -246,6 +277,21 @@ def make_single_env(
         A gymnasium env with (4, 84, 84) uint8 observations and ``info["rgb"]``, ``info["lives"]``,
         ``info["game_over"]`` and, when a game ends, ``info["episode"]``.
     """
+    core = make_core(game)
+    return AtariLearnerEnv(
+        core,
+        seed=c_seed(seed),
+        clip_rewards=clip_rewards,
+        episodic_life=episodic_life,
+        max_episode_steps=max_episode_steps,
+    )
+
+
+def make_core(game: str | GameSpec, *, rgb: bool = True) -> AtariCore:
+    """Make the :class:`AtariCore` of ``game`` (unseeded until its first ``reset(seed=...)``).
+
+    ``rgb`` keeps the raw RGB frame in ``info["rgb"]`` and ``render()``; the Python vector env turns it off.
+    """
     spec = game if isinstance(game, GameSpec) else get_game(game)
     base = AtariEnv(
         game=spec.rom,
@@ -254,13 +300,6 @@ def make_single_env(
         repeat_action_probability=0.0,
         full_action_space=False,
         max_num_frames_per_episode=None,
-        render_mode="rgb_array",
+        render_mode="rgb_array" if rgb else None,
     )
-    core = AtariCore(base, max_frames=spec.max_frames)
-    return AtariLearnerEnv(
-        core,
-        seed=c_seed(seed),
-        clip_rewards=clip_rewards,
-        episodic_life=episodic_life,
-        max_episode_steps=max_episode_steps,
-    )
+    return AtariCore(base, max_frames=spec.max_frames, score_wrap=spec.score_wrap, rgb=rgb)

@@ -39,7 +39,7 @@ Semantics checked against ale-py 0.12.1 with probe scripts (what can be pinned i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium
 import numpy as np
@@ -58,6 +58,8 @@ from fls.envs.preprocess import (
     c_seed,
     fire_reset_actions,
 )
+from fls.envs.python_vector import PythonAtariVecEnv, make_python_vec_env
+from fls.errors import ConfigError
 
 __all__ = ["AtariVecEnv", "make_vec_env"]
 
@@ -166,6 +168,22 @@ class AtariVecEnv(VecEnv):
             infos[i]["episode"] = episode
         return out.obs, out.rewards, out.dones, infos
 
+    def reset_games(self, mask: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
+        """Really reset the games selected by ``mask``, seeding them with ``seeds`` (one per selected env, in order).
+
+        Other games go on untouched. Returns the observations of all envs. Evaluation uses this to give every
+        episode its own seed, so that which env plays an episode, and when, does not change it.
+        """
+        mask = np.asarray(mask, bool).reshape(self.num_envs)
+        if len(seeds) != int(mask.sum()):
+            raise ValueError(f"{int(mask.sum())} games selected but {len(seeds)} seeds given")
+        if not self._started:
+            self.reset()
+        seed_array = np.array([c_seed(int(s)) for s in seeds], np.int64)
+        obs, info = self._venv.reset(seed=seed_array, options={"reset_mask": mask})
+        self._logic.begin(obs, info["lives"], info["episode_frame_number"], mask)
+        return obs
+
     def _reset_envs(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         obs, info = self._venv.reset(options={"reset_mask": mask})
         return obs[mask], info["lives"][mask], info["episode_frame_number"][mask]
@@ -216,8 +234,12 @@ def make_vec_env(
     episodic_life: bool = True,
     max_episode_steps: int | None = None,
     num_threads: int = 0,
-) -> AtariVecEnv:
+    backend: Literal["auto", "native", "python"] = "auto",
+) -> AtariVecEnv | PythonAtariVecEnv:
     """Make ``num_envs`` copies of ``game`` with the baselines Atari protocol, env ``i`` seeded ``seed + i``.
+
+    Games the C++ env cannot run (``BreakoutInfinite``, see :attr:`GameSpec.native`) get the
+    :class:`~fls.envs.python_vector.PythonAtariVecEnv`, with the same interface and semantics.
 
     Args:
         game: registered game name, e.g. ``"Breakout"`` (see :data:`fls.envs.games.GAMES`), or a spec.
@@ -226,10 +248,28 @@ def make_vec_env(
         clip_rewards: learner rewards are ``sign(reward)`` (statistics stay unclipped).
         episodic_life: a life loss ends the learner episode (the game goes on).
         max_episode_steps: agent-step limit of a game (evaluation), None for none.
-        num_threads: C++ worker threads, 0 for ``min(num_envs, cores)``.
+        num_threads: C++ worker threads, 0 for ``min(num_envs, cores)`` (unused on the Python path).
+        backend: ``"auto"`` (native C++ when the game allows), ``"native"`` or ``"python"``.
+
+    Raises:
+        ConfigError (a ValueError): ``backend="native"`` for a game that needs the Python path, or an unknown backend.
     """
+    spec = game if isinstance(game, GameSpec) else get_game(game)
+    if backend not in ("auto", "native", "python"):
+        raise ConfigError(f"backend must be 'auto', 'native' or 'python', got {backend!r}")
+    if backend == "native" and not spec.native:
+        raise ConfigError(f"{spec.name} needs RAM access, which the native vector env lacks: use backend='python'")
+    if backend == "python" or not spec.native:
+        return make_python_vec_env(
+            spec,
+            num_envs,
+            seed,
+            clip_rewards=clip_rewards,
+            episodic_life=episodic_life,
+            max_episode_steps=max_episode_steps,
+        )
     env = AtariVecEnv(
-        game if isinstance(game, GameSpec) else get_game(game),
+        spec,
         num_envs,
         clip_rewards=clip_rewards,
         episodic_life=episodic_life,

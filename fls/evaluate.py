@@ -1,0 +1,191 @@
+"""evaluate.py's tasks: play and score episodes (sharded, resumable), merge shards."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from fls.envs import get_game
+from fls.envs.games import GAMES
+from fls.errors import ConfigError
+from fls.evaluation.agent import load_agent, resolve_checkpoint, run_game
+from fls.evaluation.records import EpisodeLog, read_records, records_path, shard_episodes
+from fls.evaluation.runner import run_episodes
+from fls.evaluation.summary import log_to_wandb, write_summary
+from fls.rundir import CONFIG_FILE
+from fls.train import resolve_device
+
+TASKS = ("episodes", "merge")
+
+
+def _game(cfg: DictConfig, run_dir: Path | None) -> str:
+    chosen = OmegaConf.select(cfg, "env.name", default=None)
+    trained = run_game(run_dir)
+    if chosen and trained and chosen != trained:
+        raise ConfigError(f"env={chosen} but the run was trained on {trained}; drop env= to use the run's game")
+    game = chosen or trained
+    if game is None:
+        raise ConfigError(f"checkpoint=<zip> from outside fls needs env=<game> (valid: {', '.join(sorted(GAMES))})")
+    return str(game)
+
+
+def _check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
+    """Evaluation seeds must not be seeds the agent was trained on."""
+    if run_dir is None:
+        return
+    trained = OmegaConf.load(run_dir / CONFIG_FILE)
+    first, count = int(trained.seed), int(trained.env.num_envs)
+    lo, hi = int(cfg.eval.seed), int(cfg.eval.seed) + int(cfg.eval.episodes)
+    if lo < first + count and first < hi:
+        raise ConfigError(
+            f"eval.seed={lo} makes episode seeds {lo}..{hi - 1} overlap the training env seeds "
+            f"{first}..{first + count - 1}"
+            f"; choose eval.seed >= {first + count} or below {first - int(cfg.eval.episodes) + 1}"
+        )
+
+
+def _out_dir(cfg: DictConfig, checkpoint: Path, run_dir: Path | None) -> Path:
+    if cfg.eval.out:
+        return Path(str(cfg.eval.out)).expanduser().resolve()
+    if run_dir is not None:
+        return run_dir / "eval" / checkpoint.stem
+    return checkpoint.parent / f"{checkpoint.stem}_eval"
+
+
+def _setting(cfg: DictConfig) -> dict[str, Any]:
+    ev = cfg.eval
+    for key in ("episodes", "num_envs", "seed", "shard", "num_shards", "histogram_bins"):
+        if not isinstance(ev[key], int) or isinstance(ev[key], bool):
+            raise ConfigError(f"eval.{key} must be an integer, got {ev[key]!r}")
+    if ev.num_envs < 1:
+        raise ConfigError(f"eval.num_envs must be >= 1, got {ev.num_envs}")
+    if ev.max_episode_steps is not None and int(ev.max_episode_steps) < 1:
+        raise ConfigError(f"eval.max_episode_steps must be >= 1 or null, got {ev.max_episode_steps}")
+    return dict(ev)
+
+
+def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
+    """Play this shard's missing episodes, append their records, and summarise when every shard is complete."""
+    ev = _setting(cfg)
+    checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
+    game = _game(cfg, run_dir)
+    spec = get_game(game)
+    indices = shard_episodes(ev["episodes"], ev["shard"], ev["num_shards"])
+    _check_seeds(cfg, run_dir)
+    max_steps = int(ev["max_episode_steps"] or spec.eval_max_episode_steps)
+    device = resolve_device(str(cfg.device))
+    from fls.envs import make_vec_env
+
+    probe = make_vec_env(spec, num_envs=1, seed=0)
+    n_actions = int(probe.action_space.n)
+    probe.close()
+    agent = load_agent(checkpoint, device, n_actions=n_actions)
+
+    out_dir = _out_dir(cfg, checkpoint, run_dir)
+    meta = {
+        "checkpoint": str(checkpoint),
+        "digest": agent.digest,
+        "algorithm": agent.algorithm,
+        "game": game,
+        "episodes": ev["episodes"],
+        "seed": ev["seed"],
+        "deterministic": bool(ev["deterministic"]) or not agent.stochastic,
+        "max_episode_steps": max_steps,
+        "num_shards": ev["num_shards"],
+    }
+    log = EpisodeLog(records_path(out_dir, ev["shard"], ev["num_shards"]), {**meta, "shard": ev["shard"]})
+    pending = [i for i in indices if i not in log.episodes]
+    done_before = len(indices) - len(pending)
+    print(f"{game}: {len(indices)} episodes in this shard, {done_before} already recorded in {log.path}", flush=True)
+    try:
+        run_episodes(
+            agent,
+            spec,
+            pending,
+            base_seed=ev["seed"],
+            num_envs=ev["num_envs"],
+            deterministic=bool(ev["deterministic"]),
+            max_episode_steps=max_steps,
+            on_episode=log.append,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"interrupted with {len(log.episodes)}/{len(indices)} episodes recorded in {log.path}; "
+            "run the same command again to finish",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    if ev["num_shards"] > 1:
+        return merge(out_dir, cfg, required=False)
+    return summarise(out_dir, list(log.episodes.values()), meta, cfg)
+
+
+def summarise(out_dir: Path, episodes: list, meta: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
+    """Write the summary files, log them to W&B and print the one-line result."""
+    stats = write_summary(out_dir, episodes, meta, bins=int(cfg.eval.histogram_bins))
+    checkpoint = Path(meta["checkpoint"])
+    run_name = checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else checkpoint.parent.name
+    name = f"eval-{meta['game']}-{run_name}"
+    log_to_wandb(
+        out_dir,
+        episodes,
+        stats,
+        meta,
+        mode=str(cfg.logger.wandb.mode),
+        project=str(cfg.logger.wandb.project),
+        name=name,
+    )
+    print(
+        f"{meta['game']} {stats['episodes']} episodes: mean {stats['mean']:.2f} std {stats['std']:.2f} "
+        f"median {stats['median']:.1f} min {stats['min']:.0f} max {stats['max']:.0f} "
+        f"(time-limited {stats['truncated']}); records and summary in {out_dir}"
+    )
+    return stats
+
+
+def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, Any] | None:
+    """Combine the shard files of one evaluation into one summary (all shards must be complete)."""
+    files = sorted(out_dir.glob("episodes.shard-*-of-*.jsonl"))
+    if not files:
+        raise ConfigError(f"no shard records (episodes.shard-*-of-*.jsonl) in {out_dir}")
+    headers, episodes = [], {}
+    for path in files:
+        header, records = read_records(path)
+        headers.append(header)
+        for episode in records:
+            episodes.setdefault(episode.index, episode)
+    keys = ("digest", "game", "episodes", "seed", "deterministic", "max_episode_steps", "num_shards")
+    for header in headers[1:]:
+        for key in keys:
+            if header.get(key) != headers[0].get(key):
+                raise ConfigError(
+                    f"shard files in {out_dir} disagree on {key} ({headers[0].get(key)} vs {header.get(key)})"
+                )
+    total, num_shards = int(headers[0]["episodes"]), int(headers[0]["num_shards"])
+    missing = sorted(set(range(total)) - set(episodes))
+    if missing:
+        shards = sorted({i % num_shards for i in missing})
+        message = (
+            f"{len(episodes)}/{total} episodes recorded; shards still to finish: "
+            f"{', '.join(map(str, shards))} (of {num_shards})"
+        )
+        if required:
+            raise ConfigError(message)
+        print(message)
+        return None
+    meta = {key: headers[0][key] for key in (*keys, "checkpoint", "algorithm") if key in headers[0]}
+    return summarise(out_dir, list(episodes.values()), meta, cfg)
+
+
+def main(cfg: DictConfig) -> None:
+    """Hydra task of evaluate.py."""
+    if cfg.task not in TASKS:
+        raise ConfigError(f"unknown task '{cfg.task}' (valid: {', '.join(TASKS)})")
+    if cfg.task == "episodes":
+        evaluate_episodes(cfg)
+    else:
+        checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
+        merge(_out_dir(cfg, checkpoint, run_dir), cfg)

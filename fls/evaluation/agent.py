@@ -1,0 +1,155 @@
+"""Loading any SB3 Atari agent (fls runs, PPO, A2C, DQN, QR-DQN .zip files) behind one action-scoring interface."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from fls.errors import ConfigError
+from fls.rundir import CONFIG_FILE, FINAL_MODEL, check_model_file, newest_checkpoint
+
+OBS_SHAPE = (4, 84, 84)
+SUPPORTED = "fls runs, PPO, A2C, DQN, QR-DQN (sb3-contrib)"
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file (first 16 hex digits): identifies the exact checkpoint evaluation records belong to."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _algorithm(data: dict[str, Any], path: Path) -> type:
+    module = str(data.get("policy_class", {}).get("__module__", ""))
+    if module.startswith("fls."):
+        from fls.ppo import AttentionPPO
+
+        return AttentionPPO
+    if module == "stable_baselines3.common.policies":
+        from stable_baselines3 import A2C, PPO
+
+        return PPO if "clip_range" in data else A2C
+    if module == "stable_baselines3.dqn.policies":
+        from stable_baselines3 import DQN
+
+        return DQN
+    if module.startswith("sb3_contrib.qrdqn"):
+        try:
+            from sb3_contrib import QRDQN
+        except ImportError:
+            raise ConfigError(f"{path} is a QR-DQN agent: pip install sb3-contrib to evaluate it") from None
+        return QRDQN
+    raise ConfigError(f"{path}: unsupported agent (policy from '{module or 'unknown'}'; supported: {SUPPORTED})")
+
+
+@dataclass
+class Agent:
+    """A loaded agent: ``scores(obs)`` gives action logits (actor-critic) or action values (Q-learning)."""
+
+    model: Any
+    path: Path
+    digest: str
+    algorithm: str
+    stochastic: bool  # actor-critic agents sample from their logits; Q-learning agents act greedily
+    channels_last: bool
+
+    @property
+    def policy(self) -> Any:
+        return self.model.policy
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def n_actions(self) -> int:
+        return int(self.model.action_space.n)
+
+    def as_input(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Env observations (B,4,84,84) uint8 -> the tensor layout the agent was trained on."""
+        tensor = torch.as_tensor(obs, device=self.device)
+        return tensor.permute(0, 2, 3, 1) if self.channels_last else tensor
+
+    @torch.inference_mode()
+    def scores(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """(B, A) action logits or action values for a batch of observations."""
+        x = self.as_input(obs)
+        policy = self.policy
+        if self.algorithm in ("AttentionPPO", "PPO", "A2C"):
+            return policy.get_distribution(x).distribution.logits
+        if self.algorithm == "DQN":
+            return policy.q_net(x)
+        return policy.quantile_net(x).mean(dim=1)  # QR-DQN: expected value over quantiles
+
+
+def resolve_checkpoint(run: str | None, checkpoint: str | None) -> tuple[Path, Path | None]:
+    """(checkpoint file, run directory or None) from ``run=`` (newest checkpoint) or ``checkpoint=`` (a file)."""
+    if bool(run) == bool(checkpoint):
+        raise ConfigError("give exactly one of run=<run dir> or checkpoint=<file.zip>")
+    if run:
+        run_dir = Path(run).expanduser().resolve()
+        final = run_dir / FINAL_MODEL
+        return (check_model_file(final) if final.is_file() else newest_checkpoint(run_dir)), run_dir
+    path = Path(str(checkpoint)).expanduser().resolve()
+    check_model_file(path)
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path, run_dir if (run_dir / CONFIG_FILE).is_file() else None
+
+
+def run_game(run_dir: Path | None) -> str | None:
+    """The game a run directory was trained on (None outside fls runs)."""
+    if run_dir is None:
+        return None
+    return str(OmegaConf.load(run_dir / CONFIG_FILE).env.name)
+
+
+def load_agent(path: Path, device: torch.device | str = "cpu", n_actions: int | None = None) -> Agent:
+    """Load an SB3 agent from a .zip, check it fits the (4,84,84) uint8 Atari stack and ``n_actions``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path} is not an SB3 model archive ({error})") from None
+    algorithm = _algorithm(data, path)
+    # Schedules are not needed to act; replacing them avoids unpickling closures from other code versions.
+    custom = {
+        "learning_rate": 0.0,
+        "lr_schedule": lambda _: 0.0,
+        "clip_range": lambda _: 0.0,
+        "exploration_schedule": lambda _: 0.0,
+    }
+    model = algorithm.load(path, device=device, custom_objects=custom)
+    shape = tuple(model.observation_space.shape)
+    if shape == OBS_SHAPE:
+        channels_last = False
+    elif shape == (84, 84, 4):
+        channels_last = True
+    else:
+        raise ConfigError(
+            f"{path} expects observations of shape {shape}; fls plays 4 stacked 84x84 grayscale frames (4,84,84) "
+            "— retrain with frame stack 4, or evaluate it with the pipeline it was trained on"
+        )
+    if n_actions is not None and int(model.action_space.n) != n_actions:
+        raise ConfigError(
+            f"{path} has {model.action_space.n} actions but the game has {n_actions} (minimal action set): "
+            "wrong env=? (agents trained with full_action_space=True are not supported)"
+        )
+    model.policy.set_training_mode(False)
+    return Agent(
+        model,
+        path,
+        file_digest(path),
+        algorithm.__name__,
+        algorithm.__name__ in ("AttentionPPO", "PPO", "A2C"),
+        channels_last,
+    )

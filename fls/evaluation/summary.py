@@ -1,0 +1,124 @@
+"""Summaries of per-episode records: statistics, JSON, markdown, a score histogram and the W&B summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fls.evaluation.records import Episode
+from fls.rundir import atomic_path, atomic_write_text
+
+
+def statistics(episodes: Sequence[Episode]) -> dict[str, Any]:
+    """Mean, std (population, ddof=0, as the paper's ± over episodes), standard error, median, min, max."""
+    scores = np.array([e.score for e in episodes], np.float64)
+    lengths = np.array([e.length for e in episodes], np.float64)
+    n = len(scores)
+    sem = float(scores.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return {
+        "episodes": n,
+        "mean": float(scores.mean()),
+        "std": float(scores.std()),
+        "sem": sem,
+        "ci95": [float(scores.mean() - 1.96 * sem), float(scores.mean() + 1.96 * sem)] if n > 1 else None,
+        "median": float(np.median(scores)),
+        "min": float(scores.min()),
+        "max": float(scores.max()),
+        "mean_length": float(lengths.mean()),
+        "truncated": int(sum(e.truncated for e in episodes)),
+    }
+
+
+def markdown(stats: dict[str, Any], meta: dict[str, Any]) -> str:
+    """A small markdown report of one evaluation."""
+    lines = [
+        f"# Evaluation of `{meta.get('checkpoint')}`",
+        "",
+        f"{meta.get('game')}, {stats['episodes']} episodes, "
+        f"seeds {meta.get('seed')}..{meta.get('seed', 0) + meta.get('episodes', 0) - 1},"
+        f" {'greedy' if meta.get('deterministic') else 'sampled'} actions, time limit {meta.get('max_episode_steps')} "
+        f"agent steps, checkpoint sha256 {meta.get('digest')}.",
+        "",
+        "| episodes | mean | std | 95% CI of the mean | median | min | max | mean length | time-limited |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    ci = stats["ci95"]
+    ci_text = f"{ci[0]:.1f} – {ci[1]:.1f}" if ci else "–"
+    lines.append(
+        f"| {stats['episodes']} | {stats['mean']:.1f} | {stats['std']:.1f} | {ci_text} | {stats['median']:.1f} "
+        f"| {stats['min']:.0f} | {stats['max']:.0f} | {stats['mean_length']:.0f} | {stats['truncated']} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def histogram(episodes: Sequence[Episode], path: Path, title: str, bins: int = 50) -> Path:
+    """Score histogram as a PNG (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores = [e.score for e in episodes]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.hist(scores, bins=bins, color="#3b6ea8", edgecolor="white")
+    ax.axvline(float(np.mean(scores)), color="#d1495b", linestyle="--", label=f"mean {np.mean(scores):.1f}")
+    ax.set_xlabel("score (unclipped game return)")
+    ax.set_ylabel("episodes")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def write_summary(out_dir: Path, episodes: Sequence[Episode], meta: dict[str, Any], bins: int = 50) -> dict[str, Any]:
+    """summary.json, summary.md and histogram.png in ``out_dir``; returns the statistics."""
+    episodes = sorted(episodes, key=lambda e: e.index)
+    stats = statistics(episodes)
+    atomic_write_text(out_dir / "summary.json", json.dumps({**meta, **stats}, indent=2) + "\n")
+    atomic_write_text(out_dir / "summary.md", markdown(stats, meta))
+    histogram(episodes, out_dir / "histogram.png", f"{meta.get('game')}: {stats['episodes']} episodes", bins)
+    return stats
+
+
+def log_to_wandb(
+    out_dir: Path,
+    episodes: Sequence[Episode],
+    stats: dict[str, Any],
+    meta: dict[str, Any],
+    mode: str,
+    project: str,
+    name: str,
+    group: str | None = None,
+) -> None:
+    """The summary, a per-episode table and the histogram as a W&B run (offline by default)."""
+    if mode == "disabled":
+        return
+    from fls.logging import init_wandb
+
+    run = init_wandb(
+        out_dir,
+        mode=mode,
+        project=project,
+        name=name,
+        config=meta,
+        group=group,
+        tags=[f"env:{meta.get('game')}", "eval"],
+        job_type="eval",
+    )
+    import wandb
+
+    table = wandb.Table(
+        columns=["index", "seed", "score", "length", "truncated"],
+        data=[[e.index, e.seed, e.score, e.length, e.truncated] for e in sorted(episodes, key=lambda e: e.index)],
+    )
+    run.log({"eval/episodes": table, "eval/histogram": wandb.Image(str(out_dir / "histogram.png"))})
+    run.summary.update({f"eval/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
+    run.finish()

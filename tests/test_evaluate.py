@@ -1,0 +1,213 @@
+"""evaluate.py end to end: records, summaries, reproducibility, interruption, shards, external agents, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from fls.evaluation.records import read_records
+from tests.conftest import ROOT
+
+FAST = ["eval.num_envs=3", "eval.max_episode_steps=250", "logger.wandb.mode=disabled"]
+
+
+def records(out: Path, name: str = "episodes.jsonl") -> dict[int, tuple]:
+    _, episodes = read_records(out / name)
+    return {e.index: (e.seed, e.score, e.length, e.truncated, e.digest) for e in episodes}
+
+
+def test_evaluation_writes_records_summary_histogram_and_wandb(cli, tiny_run, tmp_path) -> None:
+    out = tmp_path / "eval"
+    result = cli(
+        "evaluate.py",
+        f"run={tiny_run}",
+        "eval.episodes=5",
+        "eval.num_envs=3",
+        "eval.max_episode_steps=250",
+        f"eval.out={out}",
+        "logger.wandb.mode=offline",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Breakout 5 episodes: mean" in result.stdout
+    recs = records(out)
+    assert sorted(recs) == [0, 1, 2, 3, 4]
+    assert [r[0] for _, r in sorted(recs.items())] == [1000, 1001, 1002, 1003, 1004]
+    summary = json.loads((out / "summary.json").read_text())
+    scores = [r[1] for r in recs.values()]
+    assert summary["episodes"] == 5 and summary["mean"] == pytest.approx(np.mean(scores))
+    assert summary["std"] == pytest.approx(np.std(scores)) and summary["max"] == max(scores)
+    assert summary["game"] == "Breakout" and summary["seed"] == 1000 and len(summary["digest"]) == 16
+    assert (out / "summary.md").read_text().startswith("# Evaluation")
+    assert (out / "histogram.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((out / "wandb").glob("offline-run-*"))
+
+
+def test_identical_invocations_give_identical_records(cli, tiny_run, tmp_path) -> None:
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}")
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert records(outs[0]) == records(outs[1])
+
+
+@pytest.mark.slow
+def test_interrupted_evaluation_resumes_to_exactly_the_same_episodes(cli, tiny_run, tmp_path) -> None:
+    reference = tmp_path / "reference"
+    assert cli("evaluate.py", f"run={tiny_run}", "eval.episodes=9", *FAST, f"eval.out={reference}").returncode == 0
+    out = tmp_path / "interrupted"
+    args = [sys.executable, str(ROOT / "evaluate.py"), f"run={tiny_run}", "eval.episodes=9", *FAST, f"eval.out={out}"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        path = out / "episodes.jsonl"
+        if path.is_file() and len(path.read_text().splitlines()) >= 3:  # header + 2 episodes
+            break
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "run the same command again" in stderr
+    partial = records(out)
+    assert 2 <= len(partial) < 9
+    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=9", *FAST, f"eval.out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"{len(partial)} already recorded" in result.stdout
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 9  # header + exactly 9 episodes, none duplicated
+    assert records(out) == records(reference)  # each episode is a function of its seed alone
+
+
+def test_torn_last_line_is_dropped_and_replayed(cli, tiny_run, tmp_path) -> None:
+    out = tmp_path / "eval"
+    assert cli("evaluate.py", f"run={tiny_run}", "eval.episodes=3", *FAST, f"eval.out={out}").returncode == 0
+    full = records(out)
+    path = out / "episodes.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])  # a crash mid-write
+    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=3", *FAST, f"eval.out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert records(out) == full and len(path.read_text().splitlines()) == 4
+
+
+@pytest.mark.slow
+def test_shards_merge_into_the_unsharded_result(cli, tiny_run, tmp_path) -> None:
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    assert cli("evaluate.py", f"run={tiny_run}", "eval.episodes=5", *FAST, f"eval.out={whole}").returncode == 0
+    first = cli(
+        "evaluate.py",
+        f"run={tiny_run}",
+        "eval.episodes=5",
+        *FAST,
+        "eval.num_shards=2",
+        "eval.shard=0",
+        f"eval.out={sharded}",
+    )
+    assert first.returncode == 0 and "shards still to finish: 1 (of 2)" in first.stdout
+    early = cli("evaluate.py", "task=merge", f"run={tiny_run}", f"eval.out={sharded}", "logger.wandb.mode=disabled")
+    assert early.returncode != 0 and "shards still to finish: 1" in early.stderr
+    second = cli(
+        "evaluate.py",
+        f"run={tiny_run}",
+        "eval.episodes=5",
+        *FAST,
+        "eval.num_shards=2",
+        "eval.shard=1",
+        f"eval.out={sharded}",
+    )
+    assert second.returncode == 0 and "5 episodes: mean" in second.stdout  # the last shard merges
+    merged = {**records(sharded, "episodes.shard-0-of-2.jsonl"), **records(sharded, "episodes.shard-1-of-2.jsonl")}
+    assert merged == records(whole)
+    a = json.loads((whole / "summary.json").read_text())
+    b = json.loads((sharded / "summary.json").read_text())
+    assert a["mean"] == b["mean"] and a["std"] == b["std"] and b["num_shards"] == 2
+
+
+class GrayEnv(gym.Env):
+    """A stand-in env with a single-frame observation, to build an agent fls cannot feed."""
+
+    observation_space = gym.spaces.Box(0, 255, (1, 84, 84), np.uint8)
+    action_space = gym.spaces.Discrete(4)
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros((1, 84, 84), np.uint8), {}
+
+    def step(self, action):
+        return np.zeros((1, 84, 84), np.uint8), 0.0, True, False, {}
+
+
+@pytest.mark.parametrize(
+    "algorithm", ["PPO", pytest.param("A2C", marks=pytest.mark.slow), pytest.param("DQN", marks=pytest.mark.slow)]
+)
+def test_external_sb3_agents(cli, tmp_path, algorithm) -> None:
+    import stable_baselines3 as sb3
+
+    from fls.envs import make_vec_env
+
+    env = make_vec_env("Breakout", num_envs=1, seed=0)
+    kwargs = {"buffer_size": 100} if algorithm == "DQN" else {}
+    getattr(sb3, algorithm)("CnnPolicy", env, device="cpu", **kwargs).save(tmp_path / "agent.zip")
+    env.close()
+    missing_env = cli("evaluate.py", f"checkpoint={tmp_path / 'agent.zip'}", "eval.episodes=2", *FAST)
+    assert missing_env.returncode != 0 and "needs env=<game>" in missing_env.stderr
+    result = cli("evaluate.py", f"checkpoint={tmp_path / 'agent.zip'}", "env=Breakout", "eval.episodes=2", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, episodes = read_records(tmp_path / "agent_eval" / "episodes.jsonl")
+    assert header["algorithm"] == algorithm and len(episodes) == 2
+    assert header["deterministic"] == (algorithm == "DQN")
+
+
+def test_bad_evaluation_input(cli, tiny_run, tmp_path) -> None:
+    def fails(*args: str, message: str) -> None:
+        result = cli("evaluate.py", *args, "logger.wandb.mode=disabled")
+        assert result.returncode != 0, result.stdout
+        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1, result.stderr
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fails(f"run={empty}", message="has no checkpoint")
+    fails(f"run={tiny_run}", "eval.shard=2", "eval.num_shards=2", message="eval.shard=2 is out of range")
+    fails(f"run={tiny_run}", "eval.seed=1", message="overlap the training env seeds")
+    fails(f"run={tiny_run}", "env=Seaquest", message="trained on Breakout")
+    fails("eval.episodes=3", message="give exactly one of run=<run dir> or checkpoint=<file.zip>")
+    fails(f"run={tiny_run}", "task=video_game", message="unknown task 'video_game'")
+
+    foreign = tmp_path / "foreign.zip"
+    shutil.copy(tiny_run / "final_model.zip", foreign)
+    fails(f"checkpoint={foreign}", "env=Seaquest", message="has 4 actions but the game has 18")
+
+    import stable_baselines3 as sb3
+
+    sb3.PPO("CnnPolicy", GrayEnv(), device="cpu").save(tmp_path / "gray.zip")
+    fails(f"checkpoint={tmp_path / 'gray.zip'}", "env=Breakout", message="expects observations of shape (1, 84, 84)")
+
+    # A records file from another checkpoint is refused and left as it was.
+    out = tmp_path / "eval"
+    assert (
+        cli(
+            "evaluate.py", f"checkpoint={foreign}", "env=Breakout", "eval.episodes=2", *FAST, f"eval.out={out}"
+        ).returncode
+        == 0
+    )
+    before = (out / "episodes.jsonl").read_bytes()
+    other = tmp_path / "other.zip"
+    sb3.PPO(
+        "CnnPolicy", __import__("fls.envs", fromlist=["make_vec_env"]).make_vec_env("Breakout", 1), device="cpu"
+    ).save(other)
+    fails(
+        f"checkpoint={other}",
+        "env=Breakout",
+        "eval.episodes=2",
+        f"eval.out={out}",
+        message="holds records with digest=",
+    )
+    assert (out / "episodes.jsonl").read_bytes() == before
