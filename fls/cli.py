@@ -12,7 +12,7 @@ from fls.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Groups whose choices are files under configs/<group>/ (hydra/* groups are Hydra's and checked by Hydra).
-OWN_GROUPS = ("model", "env", "ppo", "logger", "experiment", "saliency")
+OWN_GROUPS = ("model", "env", "ppo", "logger", "experiment")
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -32,6 +32,31 @@ def _override_values(override: Any) -> Iterable[str]:
         return [str(v) for v in override.sweep_string_iterator()]
     value = override.value()
     return [] if value is None else [str(value)]
+
+
+# Short forms of evaluate.py: the issue tracker's and the paper's vocabulary mapped onto the config's nodes.
+ALIASES: dict[str, dict[str, tuple[str, Callable[[str], str | None]]]] = {
+    "evaluate": {
+        "saliency": ("saliency.methods", lambda value: value),
+        "video": ("task", lambda value: "video" if value.lower() == "true" else None),
+    },
+}
+
+
+def apply_aliases(args: list[str], config_name: str) -> list[str]:
+    """Rewrite short forms (``saliency=[a,b]``, ``video=true``) into the config's own keys."""
+    table = ALIASES.get(config_name, {})
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in table:
+            target, convert = table[key]
+            new = convert(value)
+            if new is not None:
+                out.append(f"{target}={new}")
+            continue
+        out.append(arg)
+    return out
 
 
 def check_overrides(args: list[str], known_model_keys: Iterable[str], config_dir: Path = CONFIG_DIR) -> None:
@@ -78,6 +103,7 @@ def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
 
     from fls.models.registry import ALL_OPTIONS, COMMON_KEYS
 
+    sys.argv[1:] = apply_aliases(sys.argv[1:], config_name)
     check_overrides(sys.argv[1:], (*COMMON_KEYS, *ALL_OPTIONS))
     register_resolvers()
 

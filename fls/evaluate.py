@@ -1,24 +1,38 @@
-"""evaluate.py's tasks: play and score episodes (sharded, resumable), merge shards."""
+"""evaluate.py's tasks: score episodes (sharded, resumable), merge shards, saliency videos, gaze agreement."""
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fls.envs import get_game
-from fls.envs.games import GAMES
+from fls.envs import get_game, make_vec_env
+from fls.envs.games import GAMES, GameSpec
 from fls.errors import ConfigError
-from fls.evaluation.agent import load_agent, resolve_checkpoint, run_game
+from fls.evaluation.agent import Agent, load_agent, resolve_checkpoint, run_game
 from fls.evaluation.records import EpisodeLog, read_records, records_path, shard_episodes
 from fls.evaluation.runner import run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.rundir import CONFIG_FILE
 from fls.train import resolve_device
 
-TASKS = ("episodes", "merge")
+TASKS = ("episodes", "merge", "video", "gaze")
+
+
+def evaluation_config(**overrides: Any) -> DictConfig:
+    """evaluate.py's default config (configs/evaluate.yaml without Hydra's keys) with dotted-key overrides,
+    for running evaluation tasks from inside another command (the quickstart evaluates after training)."""
+    from fls.cli import CONFIG_DIR
+
+    cfg = OmegaConf.load(CONFIG_DIR / "evaluate.yaml")
+    for key in ("defaults", "hydra"):
+        cfg.pop(key, None)
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    return cfg
 
 
 def _game(cfg: DictConfig, run_dir: Path | None) -> str:
@@ -67,22 +81,37 @@ def _setting(cfg: DictConfig) -> dict[str, Any]:
     return dict(ev)
 
 
-def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
-    """Play this shard's missing episodes, append their records, and summarise when every shard is complete."""
-    ev = _setting(cfg)
+@dataclass
+class Loaded:
+    """What every evaluation task starts from: the agent, where it came from and the game it plays."""
+
+    agent: Agent
+    checkpoint: Path
+    run_dir: Path | None
+    game: str
+    spec: GameSpec
+
+
+def load(cfg: DictConfig) -> Loaded:
+    """Resolve run=/checkpoint=, the game and the device, and load the agent checked against the game."""
     checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
     game = _game(cfg, run_dir)
     spec = get_game(game)
-    indices = shard_episodes(ev["episodes"], ev["shard"], ev["num_shards"])
-    _check_seeds(cfg, run_dir)
-    max_steps = int(ev["max_episode_steps"] or spec.eval_max_episode_steps)
     device = resolve_device(str(cfg.device))
-    from fls.envs import make_vec_env
-
     probe = make_vec_env(spec, num_envs=1, seed=0)
     n_actions = int(probe.action_space.n)
     probe.close()
-    agent = load_agent(checkpoint, device, n_actions=n_actions)
+    return Loaded(load_agent(checkpoint, device, n_actions=n_actions), checkpoint, run_dir, game, spec)
+
+
+def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
+    """Play this shard's missing episodes, append their records, and summarise when every shard is complete."""
+    ev = _setting(cfg)
+    indices = shard_episodes(ev["episodes"], ev["shard"], ev["num_shards"])
+    loaded = load(cfg)
+    agent, checkpoint, run_dir, game, spec = loaded.agent, loaded.checkpoint, loaded.run_dir, loaded.game, loaded.spec
+    _check_seeds(cfg, run_dir)
+    max_steps = int(ev["max_episode_steps"] or spec.eval_max_episode_steps)
 
     out_dir = _out_dir(cfg, checkpoint, run_dir)
     meta = {
@@ -186,6 +215,14 @@ def main(cfg: DictConfig) -> None:
         raise ConfigError(f"unknown task '{cfg.task}' (valid: {', '.join(TASKS)})")
     if cfg.task == "episodes":
         evaluate_episodes(cfg)
+    elif cfg.task == "video":
+        from fls.evaluation.video_task import saliency_video
+
+        saliency_video(cfg, load(cfg))
+    elif cfg.task == "gaze":
+        from fls.evaluation.gaze_task import gaze_agreement
+
+        gaze_agreement(cfg, load(cfg))
     else:
         checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
         merge(_out_dir(cfg, checkpoint, run_dir), cfg)

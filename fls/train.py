@@ -29,7 +29,7 @@ from fls.rundir import (
 )
 
 # Overrides a resumed run may change; everything else must match the run's own config.
-RESUME_MAY_CHANGE = ("resume", "device", "logger", "hydra", "checkpoint_every")
+RESUME_MAY_CHANGE = ("resume", "device", "logger", "hydra", "checkpoint_every", "after_training")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -297,6 +297,27 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
     return model
 
 
+def after_training(cfg: DictConfig, run_dir: Path) -> None:
+    """What the config asks for once the budget is reached: an evaluation (evaluate.py's protocol)."""
+    episodes = int(cfg.after_training.eval_episodes)
+    if episodes > 0:
+        from fls.evaluate import evaluate_episodes, evaluation_config
+
+        print(f"evaluating the final model on {episodes} episodes")
+        evaluate_episodes(
+            evaluation_config(
+                **{
+                    "run": str(run_dir),
+                    "device": str(cfg.device),
+                    "eval.episodes": episodes,
+                    "eval.num_envs": int(cfg.after_training.eval_num_envs),
+                    "logger.wandb.mode": str(cfg.logger.wandb.mode),
+                    "logger.wandb.project": str(cfg.logger.wandb.project),
+                }
+            )
+        )
+
+
 def main(cfg: DictConfig) -> None:
     """Hydra task of train.py."""
     if cfg.dry_run:
@@ -304,4 +325,6 @@ def main(cfg: DictConfig) -> None:
         return
     from hydra.core.hydra_config import HydraConfig
 
-    train(cfg, Path(HydraConfig.get().runtime.output_dir))
+    run_dir = Path(str(cfg.resume)).resolve() if cfg.resume else Path(HydraConfig.get().runtime.output_dir)
+    train(cfg, run_dir)
+    after_training(cfg, run_dir)

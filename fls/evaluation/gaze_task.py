@@ -1,0 +1,85 @@
+"""task=gaze: the agent's saliency maps against Atari-HEAD human gaze (NSS, KL, CC, shuffled AUC), as a table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from fls.errors import ConfigError
+from fls.evaluation.video_task import output_dir, saliency_methods, saliency_target
+from fls.rundir import atomic_write_text
+
+if TYPE_CHECKING:
+    from fls.evaluate import Loaded
+
+
+def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
+    """Replay every trial of the game, score each method and the baselines, write CSV + markdown + W&B."""
+    from fls.gaze import list_trials, score_trials
+
+    g = cfg.gaze
+    if not g.data:
+        raise ConfigError("task=gaze needs gaze.data=<Atari-HEAD directory>")
+    game = str(g.game or loaded.game)
+    trials = list_trials(Path(str(g.data)).expanduser(), game)
+    methods = saliency_methods(cfg, loaded)
+    target = saliency_target(cfg)
+    policy = loaded.agent.policy
+    device = loaded.agent.device
+
+    def saliency_fn(obs: np.ndarray) -> dict[str, np.ndarray]:
+        batch = torch.as_tensor(obs, device=device)
+        return {name: method(policy, batch, target).detach().cpu().numpy() for name, method in methods.items()}
+
+    results = score_trials(
+        trials,
+        saliency_fn,
+        list(methods),
+        batch_size=int(g.batch_size),
+        max_frames=None if g.max_frames is None else int(g.max_frames),
+        other_frames=int(g.other_frames),
+        splits=int(g.splits),
+        seed=int(g.seed),
+        eps=float(g.kl_eps),
+    )
+    out = output_dir(g.out, loaded, "gaze") if g.out else output_dir(None, loaded, "gaze") / game
+    results.write_csv(out / "frames.csv")
+    results.write_markdown(out / "summary.md")
+    summary = results.summary()
+    record = {"checkpoint": str(loaded.checkpoint), "game": game, "trials": [t.name for t in trials], **summary}
+    atomic_write_text(out / "summary.json", json.dumps(record, indent=2) + "\n")
+    print(results.to_markdown())
+    print(f"per-frame metrics and summary in {out}")
+    if cfg.logger.wandb.mode != "disabled":
+        import wandb
+
+        from fls.logging import init_wandb
+
+        run = init_wandb(
+            out,
+            mode=str(cfg.logger.wandb.mode),
+            project=str(cfg.logger.wandb.project),
+            name=f"gaze-{game}-{loaded.checkpoint.stem}",
+            config={"checkpoint": str(loaded.checkpoint), "methods": list(methods)},
+            tags=[f"env:{game}", "gaze"],
+            job_type="gaze",
+        )
+        from fls.gaze.evaluate import METRICS
+
+        rows = []
+        for (game_name, method), values in results.table().items():
+            for metric, column in zip(METRICS, values.T, strict=True):
+                finite = column[np.isfinite(column)]
+                mean = float(finite.mean()) if len(finite) else float("nan")
+                std = float(finite.std()) if len(finite) else float("nan")
+                rows.append([game_name, method, metric, mean, std, len(finite)])
+        columns = ["game", "method", "metric", "mean", "std", "frames"]
+        run.log({"gaze/table": wandb.Table(columns=columns, data=rows)})
+        run.summary.update(summary)
+        run.finish()
+    return out

@@ -1,0 +1,107 @@
+"""task=video: seeded games with every chosen saliency method side by side, as mp4/gif (+ PNG frames, W&B)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
+
+from fls.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fls.evaluate import Loaded
+    from fls.saliency.base import SaliencyMethod
+
+FORMATS = ("mp4", "gif")
+
+
+def saliency_methods(cfg: DictConfig, loaded: Loaded) -> dict[str, SaliencyMethod]:
+    """The configured saliency methods, checked against the agent (one-line errors name the valid choices)."""
+    from fls.saliency import METHODS, get_method
+
+    names = list(cfg.saliency.methods or [])
+    if not names:
+        raise ConfigError(f"no saliency method chosen (saliency=[...] with any of: {', '.join(METHODS)})")
+    if not loaded.agent.stochastic:
+        raise ConfigError(
+            f"saliency maps need an actor-critic agent (fls, PPO, A2C); {loaded.agent.algorithm} has no policy logits"
+        )
+    methods = {}
+    for name in names:
+        options = {"layer": cfg.saliency.layer} if cfg.saliency.layer and name in ("gradcam", "gradcam++") else {}
+        method = get_method(str(name), **options)
+        method.check(loaded.agent.policy)
+        methods[str(name)] = method
+    return methods
+
+
+def saliency_target(cfg: DictConfig) -> Any:
+    """``action``, ``value`` or an action index."""
+    target = cfg.saliency.target
+    if isinstance(target, str) and target not in ("action", "value"):
+        raise ConfigError(f"saliency.target must be action, value or an action index, got '{target}'")
+    return target
+
+
+def output_dir(configured: str | None, loaded: Loaded, folder: str) -> Path:
+    """``configured``, else <run>/<folder>/, else <checkpoint stem>_<folder>/ beside the file."""
+    if configured:
+        return Path(str(configured)).expanduser().resolve()
+    if loaded.run_dir is not None:
+        return loaded.run_dir / folder
+    return loaded.checkpoint.parent / f"{loaded.checkpoint.stem}_{folder}"
+
+
+def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
+    """Record the video, log it to W&B, print where it is and what the agent scored."""
+    from fls.saliency.video import record_video
+
+    s = cfg.saliency
+    if s.format not in FORMATS:
+        raise ConfigError(f"saliency.format must be one of {', '.join(FORMATS)}, got '{s.format}'")
+    if s.normalize not in ("video", "frame"):
+        raise ConfigError(f"saliency.normalize must be video or frame, got '{s.normalize}'")
+    methods = saliency_methods(cfg, loaded)
+    out = output_dir(s.out, loaded, "videos")
+    stem = f"{loaded.checkpoint.stem}_{loaded.game}_seed{int(s.seed)}"
+    path = out / f"{stem}.{s.format}"
+    partial = out / f".{stem}.partial.{s.format}"  # renamed when complete: no half-written video
+    out.mkdir(parents=True, exist_ok=True)
+    recording = record_video(
+        loaded.agent.policy,
+        loaded.game,
+        partial,
+        methods=methods,
+        seed=int(s.seed),
+        episodes=int(s.episodes),
+        target=saliency_target(cfg),
+        deterministic=bool(s.deterministic),
+        max_steps=int(s.max_steps),
+        max_episode_steps=loaded.spec.eval_max_episode_steps,
+        normalize=str(s.normalize),
+        show_input=bool(s.input_panel),
+        fps=int(s.fps),
+        png_dir=out / f"{stem}_frames" if s.frames else None,
+    )
+    os.replace(partial, path)
+    scores = ", ".join(f"{e.score:g} in {e.length} steps{'' if e.finished else ' (cut)'}" for e in recording.episodes)
+    print(f"{loaded.game} video with {', '.join(methods)}: {path} (score {scores})")
+    if cfg.logger.wandb.mode != "disabled":
+        import wandb
+
+        from fls.logging import init_wandb
+
+        run = init_wandb(
+            out,
+            mode=str(cfg.logger.wandb.mode),
+            project=str(cfg.logger.wandb.project),
+            name=f"video-{loaded.game}-{stem}",
+            config={"checkpoint": str(loaded.checkpoint), "methods": list(methods), "seed": int(s.seed)},
+            tags=[f"env:{loaded.game}", "saliency"],
+            job_type="saliency",
+        )
+        run.log({"saliency/video": wandb.Video(str(path), format=str(s.format))})
+        run.finish()
+    return path
