@@ -19,7 +19,7 @@ from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.rundir import CONFIG_FILE
 from fls.train import resolve_device
 
-TASKS = ("episodes", "merge", "video", "gaze")
+TASKS = ("episodes", "merge", "video", "gaze", "report")
 
 
 def evaluation_config(**overrides: Any) -> DictConfig:
@@ -223,6 +223,10 @@ def main(cfg: DictConfig) -> None:
         from fls.evaluation.gaze_task import gaze_agreement
 
         gaze_agreement(cfg, load(cfg))
+    elif cfg.task == "report":
+        from fls.evaluation.report import make_report
+
+        make_report(cfg)  # a report reads many runs (sweep=), not the one agent load() resolves
     else:
         checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
         merge(_out_dir(cfg, checkpoint, run_dir), cfg)

@@ -298,24 +298,30 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
 
 
 def after_training(cfg: DictConfig, run_dir: Path) -> None:
-    """What the config asks for once the budget is reached: an evaluation (evaluate.py's protocol)."""
-    episodes = int(cfg.after_training.eval_episodes)
-    if episodes > 0:
-        from fls.evaluate import evaluate_episodes, evaluation_config
+    """What the config asks for once the budget is reached: an evaluation (evaluate.py's protocol) and a
+    saliency video, both written into the run directory as evaluate.py would."""
+    from fls.evaluate import evaluate_episodes, evaluation_config, load
 
+    after = cfg.after_training
+    common = {
+        "run": str(run_dir),
+        "device": str(cfg.device),
+        "logger.wandb.mode": str(cfg.logger.wandb.mode),
+        "logger.wandb.project": str(cfg.logger.wandb.project),
+    }
+    episodes = int(after.eval_episodes)
+    if episodes > 0:
         print(f"evaluating the final model on {episodes} episodes")
         evaluate_episodes(
-            evaluation_config(
-                **{
-                    "run": str(run_dir),
-                    "device": str(cfg.device),
-                    "eval.episodes": episodes,
-                    "eval.num_envs": int(cfg.after_training.eval_num_envs),
-                    "logger.wandb.mode": str(cfg.logger.wandb.mode),
-                    "logger.wandb.project": str(cfg.logger.wandb.project),
-                }
-            )
+            evaluation_config(**common, **{"eval.episodes": episodes, "eval.num_envs": int(after.eval_num_envs)})
         )
+    if after.video:
+        from fls.evaluation.video_task import saliency_video
+
+        video_cfg = evaluation_config(
+            **common, **{"saliency.methods": list(after.video_methods), "saliency.max_steps": int(after.video_steps)}
+        )
+        saliency_video(video_cfg, load(video_cfg))
 
 
 def main(cfg: DictConfig) -> None:

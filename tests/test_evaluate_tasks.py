@@ -1,0 +1,92 @@
+"""evaluate.py's saliency video and gaze tasks end to end, and their one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+
+from tests.test_gaze import make_trial
+
+METHODS = "saliency=[attention,gradcam,fullgrad++,perturbation]"
+QUIET = "logger.wandb.mode=disabled"
+
+
+@pytest.fixture(scope="module")
+def sb3_agent(tmp_path_factory) -> Path:
+    """An external SB3 PPO CnnPolicy agent (no attention) saved as a .zip."""
+    import stable_baselines3 as sb3
+
+    from fls.envs import make_vec_env
+
+    path = tmp_path_factory.mktemp("sb3") / "ppo_breakout.zip"
+    env = make_vec_env("Breakout", num_envs=1, seed=0)
+    sb3.PPO("CnnPolicy", env, device="cpu").save(path)
+    env.close()
+    return path
+
+
+def test_saliency_video_with_four_methods(cli, tiny_run, tmp_path) -> None:
+    out = tmp_path / "videos"
+    result = cli("evaluate.py", f"run={tiny_run}", METHODS, "video=true", "saliency.max_steps=24",
+                 "saliency.frames=true", f"saliency.out={out}", QUIET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    video = out / "final_model_Breakout_seed2000.mp4"
+    assert video.is_file() and "video with attention, gradcam, fullgrad++, perturbation" in result.stdout
+    frames = iio.imread(video)
+    assert frames.shape[0] == 24 and frames.shape[-1] == 3
+    # raw frame + 4 methods + input panel, side by side, each 160 px wide at scale 2
+    assert frames.shape[2] == 6 * 2 * 160
+    assert len(list((out / "final_model_Breakout_seed2000_frames").glob("*.png"))) == 24
+    assert not list(out.glob(".*partial*"))
+
+
+def test_saliency_video_of_an_external_sb3_agent(cli, sb3_agent, tmp_path) -> None:
+    result = cli("evaluate.py", f"checkpoint={sb3_agent}", "env=Breakout", "saliency=[gradcam,gradient]", "video=true",
+                 "saliency.max_steps=8", "saliency.format=gif", f"saliency.out={tmp_path}", QUIET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert iio.imread(tmp_path / "ppo_breakout_Breakout_seed2000.gif").shape[0] == 8
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["saliency=[attention,saliency_of_doom]"], "unknown saliency method 'saliency_of_doom' (valid: attention,"),
+        (["saliency=[gradcam]", "saliency.layer=features_extractor.convs.9"], "features_extractor.convs.2"),
+        (["saliency=[gradcam]", "saliency.target=policy"], "saliency.target must be action, value or an action"),
+        (["saliency.format=avi"], "saliency.format must be one of mp4, gif"),
+    ],
+)
+def test_bad_saliency_input(cli, tiny_run, args, message) -> None:
+    result = cli("evaluate.py", f"run={tiny_run}", *args, "video=true", "saliency.max_steps=4", QUIET)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_attention_on_a_model_without_attention_is_refused(cli, sb3_agent) -> None:
+    result = cli("evaluate.py", f"checkpoint={sb3_agent}", "env=Breakout", "saliency=[attention]", "video=true", QUIET)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "attention" in result.stderr and "sparse_fls" in result.stderr, result.stderr
+
+
+def test_gaze_task_on_a_synthetic_atari_head_trial(cli, tiny_run, tmp_path) -> None:
+    make_trial(tmp_path / "atari_head")
+    out = tmp_path / "gaze"
+    result = cli("evaluate.py", "task=gaze", f"run={tiny_run}", f"gaze.data={tmp_path / 'atari_head'}",
+                 "saliency=[attention,gradcam]", "gaze.splits=10", f"gaze.out={out}", QUIET)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (out / "summary.md").read_text()
+    for method in ("attention", "gradcam", "center_prior", "random"):
+        assert f"| breakout | {method} |" in table
+    rows = (out / "frames.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 * 7  # header + 4 methods x 7 inputs with fixations
+    assert (out / "summary.json").is_file()
+
+
+def test_gaze_task_errors(cli, tiny_run, tmp_path) -> None:
+    result = cli("evaluate.py", "task=gaze", f"run={tiny_run}", QUIET)
+    assert result.returncode != 0 and "task=gaze needs gaze.data=" in result.stderr
+    result = cli("evaluate.py", "task=gaze", f"run={tiny_run}", f"gaze.data={tmp_path}", QUIET)
+    assert result.returncode != 0 and "Traceback" not in result.stderr and "breakout" in result.stderr.lower()
