@@ -52,12 +52,12 @@ def _check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
         return
     trained = OmegaConf.load(run_dir / CONFIG_FILE)
     first, count = int(trained.seed), int(trained.env.num_envs)
-    lo, hi = int(cfg.eval.seed), int(cfg.eval.seed) + int(cfg.eval.episodes)
+    lo, hi = int(cfg.eval.seed), int(cfg.eval.seed) + int(cfg.eval.num_envs)
     if lo < first + count and first < hi:
         raise ConfigError(
             f"eval.seed={lo} makes episode seeds {lo}..{hi - 1} overlap the training env seeds "
             f"{first}..{first + count - 1}"
-            f"; choose eval.seed >= {first + count} or below {first - int(cfg.eval.episodes) + 1}"
+            f"; choose eval.seed >= {first + count} or below {first - int(cfg.eval.num_envs) + 1}"
         )
 
 
@@ -107,7 +107,7 @@ def load(cfg: DictConfig) -> Loaded:
 def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
     """Play this shard's missing episodes, append their records, and summarise when every shard is complete."""
     ev = _setting(cfg)
-    indices = shard_episodes(ev["episodes"], ev["shard"], ev["num_shards"])
+    indices = shard_episodes(ev["episodes"], ev["shard"], ev["num_shards"], ev["num_envs"])
     loaded = load(cfg)
     agent, checkpoint, run_dir, game, spec = loaded.agent, loaded.checkpoint, loaded.run_dir, loaded.game, loaded.spec
     _check_seeds(cfg, run_dir)
@@ -123,6 +123,7 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
         "seed": ev["seed"],
         "deterministic": bool(ev["deterministic"]) or not agent.stochastic,
         "max_episode_steps": max_steps,
+        "num_envs": ev["num_envs"],
         "num_shards": ev["num_shards"],
     }
     log = EpisodeLog(records_path(out_dir, ev["shard"], ev["num_shards"]), {**meta, "shard": ev["shard"]})
@@ -135,7 +136,7 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
             spec,
             pending,
             base_seed=ev["seed"],
-            num_envs=ev["num_envs"],
+            streams=ev["num_envs"],
             deterministic=bool(ev["deterministic"]),
             max_episode_steps=max_steps,
             on_episode=log.append,
@@ -186,17 +187,17 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
         headers.append(header)
         for episode in records:
             episodes.setdefault(episode.index, episode)
-    keys = ("digest", "game", "episodes", "seed", "deterministic", "max_episode_steps", "num_shards")
+    keys = ("digest", "game", "episodes", "seed", "deterministic", "max_episode_steps", "num_envs", "num_shards")
     for header in headers[1:]:
         for key in keys:
             if header.get(key) != headers[0].get(key):
                 raise ConfigError(
                     f"shard files in {out_dir} disagree on {key} ({headers[0].get(key)} vs {header.get(key)})"
                 )
-    total, num_shards = int(headers[0]["episodes"]), int(headers[0]["num_shards"])
+    total, num_shards, streams = (int(headers[0][k]) for k in ("episodes", "num_shards", "num_envs"))
     missing = sorted(set(range(total)) - set(episodes))
     if missing:
-        shards = sorted({i % num_shards for i in missing})
+        shards = sorted({(i % streams) % num_shards for i in missing})
         message = (
             f"{len(episodes)}/{total} episodes recorded; shards still to finish: "
             f"{', '.join(map(str, shards))} (of {num_shards})"

@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_cli(script: str, *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
     """Run ``python <script> args...`` from the repo and return the CompletedProcess (text output)."""
-    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "0"}
-    full_env.pop("HYDRA_FULL_ERROR")
+    # One torch thread: these runs are tiny, and torch's spinning thread pool slows them down badly whenever
+    # another process (or the emulator's threads) wants the same cores.
+    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    full_env.pop("HYDRA_FULL_ERROR", None)
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],

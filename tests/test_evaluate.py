@@ -22,7 +22,7 @@ FAST = ["eval.num_envs=3", "eval.max_episode_steps=250", "logger.wandb.mode=disa
 
 def records(out: Path, name: str = "episodes.jsonl") -> dict[int, tuple]:
     _, episodes = read_records(out / name)
-    return {e.index: (e.seed, e.score, e.length, e.truncated, e.digest) for e in episodes}
+    return {e.index: (e.seed, e.game, e.score, e.length, e.truncated, e.digest) for e in episodes}
 
 
 def test_evaluation_writes_records_summary_histogram_and_wandb(cli, tiny_run, tmp_path) -> None:
@@ -40,9 +40,10 @@ def test_evaluation_writes_records_summary_histogram_and_wandb(cli, tiny_run, tm
     assert "Breakout 5 episodes: mean" in result.stdout
     recs = records(out)
     assert sorted(recs) == [0, 1, 2, 3, 4]
-    assert [r[0] for _, r in sorted(recs.items())] == [1000, 1001, 1002, 1003, 1004]
+    # episode i is game i // 3 of the env (stream) i % 3, seeded 1000 + i % 3
+    assert [r[:2] for _, r in sorted(recs.items())] == [(1000, 0), (1001, 0), (1002, 0), (1000, 1), (1001, 1)]
     summary = json.loads((out / "summary.json").read_text())
-    scores = [r[1] for r in recs.values()]
+    scores = [r[2] for r in recs.values()]
     assert summary["episodes"] == 5 and summary["mean"] == pytest.approx(np.mean(scores))
     assert summary["std"] == pytest.approx(np.std(scores)) and summary["max"] == max(scores)
     assert summary["game"] == "Breakout" and summary["seed"] == 1000 and len(summary["digest"]) == 16

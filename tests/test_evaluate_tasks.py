@@ -29,8 +29,16 @@ def sb3_agent(tmp_path_factory) -> Path:
 
 def test_saliency_video_with_four_methods(cli, tiny_run, tmp_path) -> None:
     out = tmp_path / "videos"
-    result = cli("evaluate.py", f"run={tiny_run}", METHODS, "video=true", "saliency.max_steps=24",
-                 "saliency.frames=true", f"saliency.out={out}", QUIET)
+    result = cli(
+        "evaluate.py",
+        f"run={tiny_run}",
+        METHODS,
+        "video=true",
+        "saliency.max_steps=24",
+        "saliency.frames=true",
+        f"saliency.out={out}",
+        QUIET,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     video = out / "final_model_Breakout_seed2000.mp4"
     assert video.is_file() and "video with attention, gradcam, fullgrad++, perturbation" in result.stdout
@@ -43,8 +51,17 @@ def test_saliency_video_with_four_methods(cli, tiny_run, tmp_path) -> None:
 
 
 def test_saliency_video_of_an_external_sb3_agent(cli, sb3_agent, tmp_path) -> None:
-    result = cli("evaluate.py", f"checkpoint={sb3_agent}", "env=Breakout", "saliency=[gradcam,gradient]", "video=true",
-                 "saliency.max_steps=8", "saliency.format=gif", f"saliency.out={tmp_path}", QUIET)
+    result = cli(
+        "evaluate.py",
+        f"checkpoint={sb3_agent}",
+        "env=Breakout",
+        "saliency=[gradcam,gradient]",
+        "video=true",
+        "saliency.max_steps=8",
+        "saliency.format=gif",
+        f"saliency.out={tmp_path}",
+        QUIET,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert iio.imread(tmp_path / "ppo_breakout_Breakout_seed2000.gif").shape[0] == 8
 
@@ -74,8 +91,16 @@ def test_attention_on_a_model_without_attention_is_refused(cli, sb3_agent) -> No
 def test_gaze_task_on_a_synthetic_atari_head_trial(cli, tiny_run, tmp_path) -> None:
     make_trial(tmp_path / "atari_head")
     out = tmp_path / "gaze"
-    result = cli("evaluate.py", "task=gaze", f"run={tiny_run}", f"gaze.data={tmp_path / 'atari_head'}",
-                 "saliency=[attention,gradcam]", "gaze.splits=10", f"gaze.out={out}", QUIET)
+    result = cli(
+        "evaluate.py",
+        "task=gaze",
+        f"run={tiny_run}",
+        f"gaze.data={tmp_path / 'atari_head'}",
+        "saliency=[attention,gradcam]",
+        "gaze.splits=10",
+        f"gaze.out={out}",
+        QUIET,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     table = (out / "summary.md").read_text()
     for method in ("attention", "gradcam", "center_prior", "random"):

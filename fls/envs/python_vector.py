@@ -121,18 +121,20 @@ class PythonAtariVecEnv(VecEnv):
             infos[i]["episode"] = episode
         return out.obs, out.rewards, out.dones, infos
 
-    def reset_games(self, mask: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
-        """Really reset the games selected by ``mask``, seeding them with ``seeds`` (one per selected env, in order).
+    def reset_games(self, mask: np.ndarray, seeds: Sequence[int] | None = None) -> np.ndarray:
+        """Really reset the games selected by ``mask``, reseeding them with ``seeds`` (one per selected env, in
+        order) or continuing their no-op generators when ``seeds`` is None (see :meth:`AtariVecEnv.reset_games`).
 
-        Other games go on untouched. Returns the observations of all envs (see :meth:`AtariVecEnv.reset_games`).
+        Other games go on untouched. Returns the observations of all envs.
         """
         mask = np.asarray(mask, bool).reshape(self.num_envs)
-        if len(seeds) != int(mask.sum()):
+        if seeds is not None and len(seeds) != int(mask.sum()):
             raise ValueError(f"{int(mask.sum())} games selected but {len(seeds)} seeds given")
         if not self._started:
             self.reset()
-        for i, seed in zip(np.flatnonzero(mask), seeds, strict=True):
-            self.cores[i].reset(seed=c_seed(int(seed)))
+        chosen = np.flatnonzero(mask)
+        for i, seed in zip(chosen, [None] * len(chosen) if seeds is None else seeds, strict=True):
+            self.cores[i].reset(seed=None if seed is None else c_seed(int(seed)))
         obs, lives, frames = self._state()
         self._logic.begin(obs, lives, frames, mask)
         return obs

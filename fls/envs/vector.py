@@ -168,19 +168,23 @@ class AtariVecEnv(VecEnv):
             infos[i]["episode"] = episode
         return out.obs, out.rewards, out.dones, infos
 
-    def reset_games(self, mask: np.ndarray, seeds: Sequence[int]) -> np.ndarray:
-        """Really reset the games selected by ``mask``, seeding them with ``seeds`` (one per selected env, in order).
+    def reset_games(self, mask: np.ndarray, seeds: Sequence[int] | None = None) -> np.ndarray:
+        """Really reset the games selected by ``mask``, reseeding them with ``seeds`` (one per selected env, in
+        order) or, with ``seeds=None``, continuing their no-op generators (each reset draws one no-op count).
 
-        Other games go on untouched. Returns the observations of all envs. Evaluation uses this to give every
-        episode its own seed, so that which env plays an episode, and when, does not change it.
+        Other games go on untouched. Returns the observations of all envs. A reseed reloads the ROM in ALE
+        (about 200 ms); an unseeded reset costs about 10 ms.
         """
         mask = np.asarray(mask, bool).reshape(self.num_envs)
-        if len(seeds) != int(mask.sum()):
+        if seeds is not None and len(seeds) != int(mask.sum()):
             raise ValueError(f"{int(mask.sum())} games selected but {len(seeds)} seeds given")
         if not self._started:
             self.reset()
-        seed_array = np.array([c_seed(int(s)) for s in seeds], np.int64)
-        obs, info = self._venv.reset(seed=seed_array, options={"reset_mask": mask})
+        if seeds is None:
+            obs, info = self._venv.reset(options={"reset_mask": mask})
+        else:
+            seed_array = np.array([c_seed(int(s)) for s in seeds], np.int64)
+            obs, info = self._venv.reset(seed=seed_array, options={"reset_mask": mask})
         self._logic.begin(obs, info["lives"], info["episode_frame_number"], mask)
         return obs
 

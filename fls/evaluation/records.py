@@ -24,24 +24,28 @@ class Episode:
     """One evaluation episode: a whole game, played from its own seed."""
 
     index: int
-    seed: int
+    seed: int  # the seed of the episode's stream (its env's no-op generator)
+    game: int  # which game of its stream: episode index = game * streams + stream
     score: float
     length: int
     truncated: bool
     digest: str
 
 
-def shard_episodes(episodes: int, shard: int, num_shards: int) -> list[int]:
-    """Episode indices of one shard (round-robin, so every shard gets a similar mix)."""
+def shard_episodes(episodes: int, shard: int, num_shards: int, streams: int) -> list[int]:
+    """Episode indices of one shard: the episodes of streams shard, shard + num_shards, ... (episode i belongs to
+    stream i % streams), so each shard seeds and plays its own streams."""
     if num_shards < 1:
         raise ConfigError(f"eval.num_shards must be >= 1, got {num_shards}")
     if not 0 <= shard < num_shards:
         raise ConfigError(
             f"eval.shard={shard} is out of range for eval.num_shards={num_shards} (valid: 0..{num_shards - 1})"
         )
+    if num_shards > streams:
+        raise ConfigError(f"eval.num_shards={num_shards} exceeds eval.num_envs={streams}: shards split the envs")
     if episodes < 1:
         raise ConfigError(f"eval.episodes must be >= 1, got {episodes}")
-    return list(range(shard, episodes, num_shards))
+    return [i for i in range(episodes) if (i % streams) % num_shards == shard]
 
 
 def records_path(out_dir: Path, shard: int, num_shards: int) -> Path:

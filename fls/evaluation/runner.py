@@ -1,10 +1,12 @@
 """The batched episode runner: many games on the native vector env, one forward pass per step for a batch.
 
-Every episode has its own seed (``base_seed + index``) and its own action-sampling generator, and is played from
-its reset to the end of the whole game, so an episode's outcome does not depend on which env slot played it, on
-the batch it was in, or on the order episodes were run. That is what makes evaluation resumable and shardable
-without bias: the set of episodes is fixed before any is played, and all of them are played to the end
-(stopping when "N episodes have finished" would favour short games).
+Episodes are laid out as the paper's protocol (16 envs x the first 512 games of each): episode ``i`` is game
+``i // streams`` of stream ``i % streams``, a stream being one env whose no-op generator is seeded once with
+``base_seed + stream``; each episode also has its own action-sampling generator. Every episode of the set is
+played to the end of the whole game, so no length bias creeps in (stopping when "N episodes have finished"
+favours short games), and an episode's outcome is a function of its index alone: a resumed stream reseeds its env
+and skips the no-op draws of the games already recorded (an unseeded reset draws one; a reseed reloads the ROM and
+costs 20 times more, which is why episodes are not reseeded one by one). Shards split the streams.
 
 The envs are split into two groups stepped in turn: while the C++ threads step one group, the policy runs on the
 other group's observations, so env stepping and inference overlap instead of waiting for each other.
@@ -12,9 +14,11 @@ other group's observations, so env stepping and inference overlap instead of wai
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from fls.envs import make_vec_env
@@ -39,34 +43,60 @@ def choose_actions(scores: np.ndarray, rngs: Sequence[np.random.Generator | None
     return noisy.argmax(axis=1)
 
 
-class _Group:
-    """One vector env and the episode each of its slots is playing."""
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Temporarily run torch's CPU kernels on ``count`` threads (None: leave as is)."""
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
-    def __init__(self, env, base_seed: int):
+
+class _Group:
+    """One vector env; slot j plays the games of stream ``streams[j]`` in order."""
+
+    def __init__(self, env, streams: list[int], todo: dict[int, list[int]], n_streams: int, base_seed: int):
         self.env = env
+        self.streams = streams
+        self.todo = [set(todo[s]) for s in streams]  # games of each stream still to record
+        self.game = [min(todo[s]) for s in streams]  # the game each slot is playing
+        self.n_streams = n_streams
         self.base_seed = base_seed
-        self.slots: list[int | None] = [None] * env.num_envs
-        self.rngs: list[np.random.Generator | None] = [None] * env.num_envs
+        self.rngs: list[np.random.Generator | None] = [None] * len(streams)
         self.obs: np.ndarray | None = None
+        for j in range(len(streams)):
+            self._start(j)
+
+    def index(self, j: int) -> int:
+        return self.game[j] * self.n_streams + self.streams[j]
+
+    def _start(self, j: int) -> None:
+        active = bool(self.todo[j]) and self.game[j] <= max(self.todo[j])
+        self.rngs[j] = episode_rng(self.base_seed, self.index(j)) if active else None
 
     @property
     def active(self) -> bool:
-        return any(slot is not None for slot in self.slots)
+        return any(rng is not None for rng in self.rngs)
 
-    def assign(self, pending: list[int], slots: Sequence[int]) -> None:
-        """Start the next pending episodes in ``slots`` (really resetting those games with the episodes' seeds)."""
-        mask = np.zeros(self.env.num_envs, bool)
-        seeds = []
-        for slot in slots:
-            if pending:
-                index = pending.pop(0)
-                self.slots[slot], self.rngs[slot] = index, episode_rng(self.base_seed, index)
-                mask[slot] = True
-                seeds.append(self.base_seed + index)
-            else:
-                self.slots[slot], self.rngs[slot] = None, None
-        if seeds:
-            self.obs = self.env.reset_games(mask, seeds)
+    def begin(self) -> None:
+        """Seed every stream, then skip the no-op draws of the games before each slot's first game."""
+        self.env.reset()
+        everyone = np.ones(self.env.num_envs, bool)
+        self.obs = self.env.reset_games(everyone, [self.base_seed + s for s in self.streams])
+        skip = np.array(self.game)
+        for round_ in range(int(skip.max(initial=0))):
+            self.obs = self.env.reset_games(skip > round_)
+
+    def next_game(self, j: int) -> int | None:
+        """Move slot j to its stream's next game (the env has already reset itself); return the finished index."""
+        finished = self.index(j)
+        self.todo[j].discard(self.game[j])
+        self.game[j] += 1
+        self._start(j)
+        return finished
 
 
 def run_episodes(
@@ -75,42 +105,52 @@ def run_episodes(
     indices: Sequence[int],
     *,
     base_seed: int,
-    num_envs: int = 16,
+    streams: int = 16,
     deterministic: bool = False,
     max_episode_steps: int | None = None,
     on_episode: Callable[[Episode], None] = lambda _: None,
     progress: bool = True,
     num_threads: int = 0,
+    overlap: bool = True,
 ) -> list[Episode]:
-    """Play the episodes ``indices`` (seed = base_seed + index) and return their records in finishing order.
+    """Play the episodes ``indices`` (episode i: game i // streams of stream i % streams, whose env is seeded
+    base_seed + stream) and return their records in finishing order.
 
     ``on_episode`` is called as each episode ends (evaluation appends it to the records file there).
+    ``overlap`` steps two groups of envs in turn so that inference on one overlaps stepping of the other; on a
+    CPU, torch then uses one thread (the other cores are stepping games): small batches lose little from it,
+    and torch's spinning thread pool no longer competes with the emulator threads.
     """
-    pending = list(indices)
+    todo: dict[int, list[int]] = {}
+    for index in indices:
+        todo.setdefault(index % streams, []).append(index // streams)
     finished: list[Episode] = []
-    if not pending:
+    if not todo:
         return finished
-    n = min(num_envs, len(pending))
-    sizes = [n] if n < 2 else [n - n // 2, n // 2]
+    active_streams = sorted(todo)
+    n = len(active_streams)
+    split = [active_streams] if n < 2 or not overlap else [active_streams[: n - n // 2], active_streams[n - n // 2 :]]
     groups = [
         _Group(
             make_vec_env(
                 game,
-                num_envs=size,
+                num_envs=len(part),
                 seed=base_seed,
                 clip_rewards=False,
                 episodic_life=True,
                 max_episode_steps=max_episode_steps,
                 num_threads=num_threads,
             ),
+            part,
+            todo,
+            streams,
             base_seed,
         )
-        for size in sizes
+        for part in split
     ]
     sample = agent.stochastic and not deterministic
-    bar = tqdm(
-        total=len(pending), unit="episode", desc="evaluate", dynamic_ncols=True, disable=not progress, smoothing=0.05
-    )
+    total = sum(len(games) for games in todo.values())
+    bar = tqdm(total=total, unit="episode", desc="evaluate", dynamic_ncols=True, disable=not progress, smoothing=0.05)
 
     def act(group: _Group) -> None:
         scores = agent.scores(group.obs).float().cpu().numpy()
@@ -118,14 +158,17 @@ def run_episodes(
 
     def collect(group: _Group) -> None:
         group.obs, _, _, infos = group.env.step_wait()
-        ended = []
-        for slot, info in enumerate(infos):
-            index = group.slots[slot]
-            if index is None or "episode" not in info:
+        for j, info in enumerate(infos):
+            if group.rngs[j] is None or "episode" not in info:
+                continue
+            wanted = group.game[j] in group.todo[j]
+            stream, index = group.streams[j], group.next_game(j)
+            if not wanted:
                 continue
             episode = Episode(
                 index=index,
-                seed=base_seed + index,
+                seed=base_seed + stream,
+                game=index // streams,
                 score=float(info["episode"]["r"]),
                 length=int(info["episode"]["l"]),
                 truncated=bool(info.get("TimeLimit.truncated")),
@@ -134,27 +177,25 @@ def run_episodes(
             finished.append(episode)
             on_episode(episode)
             bar.update(1)
-            ended.append(slot)
-        if ended:
-            group.assign(pending, ended)
             bar.set_postfix(mean_score=f"{np.mean([e.score for e in finished]):.1f}", refresh=False)
 
+    cpu_threads = 1 if len(groups) > 1 and agent.device.type == "cpu" else None
     try:
-        for group in groups:
-            group.env.reset()
-            group.assign(pending, range(group.env.num_envs))
-        in_flight = [False] * len(groups)
-        while any(group.active for group in groups):
+        with torch_threads(cpu_threads):
+            for group in groups:
+                group.begin()
+            in_flight = [False] * len(groups)
+            while any(group.active for group in groups):
+                for g, group in enumerate(groups):
+                    if in_flight[g]:
+                        collect(group)
+                        in_flight[g] = False
+                    if group.active:
+                        act(group)  # runs while the other group's games step in their C++ threads
+                        in_flight[g] = True
             for g, group in enumerate(groups):
                 if in_flight[g]:
-                    collect(group)
-                    in_flight[g] = False
-                if group.active:
-                    act(group)  # runs while the other group's games step in their C++ threads
-                    in_flight[g] = True
-        for g, group in enumerate(groups):
-            if in_flight[g]:
-                group.env.step_wait()
+                    group.env.step_wait()
     finally:
         bar.close()
         for group in groups:

@@ -40,7 +40,7 @@ def markdown(stats: dict[str, Any], meta: dict[str, Any]) -> str:
         f"# Evaluation of `{meta.get('checkpoint')}`",
         "",
         f"{meta.get('game')}, {stats['episodes']} episodes, "
-        f"seeds {meta.get('seed')}..{meta.get('seed', 0) + meta.get('episodes', 0) - 1},"
+        f"{meta.get('num_envs')} envs seeded {meta.get('seed')}..{meta.get('seed', 0) + meta.get('num_envs', 1) - 1},"
         f" {'greedy' if meta.get('deterministic') else 'sampled'} actions, time limit {meta.get('max_episode_steps')} "
         f"agent steps, checkpoint sha256 {meta.get('digest')}.",
         "",
@@ -115,9 +115,12 @@ def log_to_wandb(
     )
     import wandb
 
+    def by_index(episode: Episode) -> int:
+        return episode.index
+
     table = wandb.Table(
-        columns=["index", "seed", "score", "length", "truncated"],
-        data=[[e.index, e.seed, e.score, e.length, e.truncated] for e in sorted(episodes, key=lambda e: e.index)],
+        columns=["index", "seed", "game", "score", "length", "truncated"],
+        data=[[e.index, e.seed, e.game, e.score, e.length, e.truncated] for e in sorted(episodes, key=by_index)],
     )
     run.log({"eval/episodes": table, "eval/histogram": wandb.Image(str(out_dir / "histogram.png"))})
     run.summary.update({f"eval/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})

@@ -1,0 +1,416 @@
+"""task=report: the tables, curves and gap list of a sweep; the sweep presets; the parameter table."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fls.errors import ConfigError
+from fls.evaluation.records import read_records
+from fls.evaluation.report import (
+    build_report,
+    find_runs,
+    mean_curve,
+    parameter_table,
+    read_curve,
+    write_report,
+)
+
+# One thread per process: on a busy 2-core machine torch's default thread pool makes tiny runs ~10x slower.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+TINY_TRAIN = (
+    "model=nature_cnn",
+    "env=Breakout",
+    "env.num_envs=2",
+    "ppo.n_steps=64",
+    "ppo.batch_size=64",
+    "total_timesteps=512",
+    "logger.wandb.mode=disabled",
+    "logger.tensorboard=false",
+)
+TINY_EVAL = ("eval.episodes=3", "eval.num_envs=3", "eval.max_episode_steps=200", "logger.wandb.mode=disabled")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Synthetic runs: the files train.py, evaluate.py and task=gaze write, with known numbers
+
+
+def fake_run(
+    path: Path,
+    *,
+    model: str = "nature_cnn",
+    lam: float = 0.0,
+    game: str = "Breakout",
+    seed: int = 1,
+    curve: list[tuple[int, float | None]] | None = None,
+    scores: list[float] | None = None,
+    shards: int = 1,
+    requested: int | None = None,
+    gaze: dict[str, dict[str, float]] | None = None,
+) -> Path:
+    """A run directory as the real commands leave it (config.yaml, progress.csv, eval records, gaze summary)."""
+    path.mkdir(parents=True)
+    config = {"model": {"name": model, "entropy_lambda": lam}, "env": {"name": game, "num_envs": 8}, "seed": seed}
+    (path / "config.yaml").write_text(yaml.safe_dump({**config, "total_timesteps": 1000}))
+    (path / ".hydra").mkdir()
+    (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))  # Hydra's copy: not another run
+    (path / "final_model.zip").write_bytes(b"PK")
+    rows = ["time/iterations,time/total_timesteps,rollout/ep_rew_mean"]
+    for i, (step, value) in enumerate(curve or []):
+        rows.append(f"{i + 1},{step},{'' if value is None else value}")
+    (path / "progress.csv").write_text("\n".join(rows) + "\n")
+    if scores is not None:
+        out = path / "eval" / "final_model"
+        out.mkdir(parents=True)
+        total = requested or len(scores)
+        header = {"format": "fls.episodes/1", "digest": "d", "game": game, "episodes": total, "num_shards": shards}
+        for shard in range(shards):
+            name = "episodes.jsonl" if shards == 1 else f"episodes.shard-{shard}-of-{shards}.jsonl"
+            lines = [json.dumps({**header, "shard": shard})]
+            for index in range(shard, len(scores), shards):
+                episode = {"index": index, "seed": 1000 + index, "score": scores[index], "length": 10}
+                lines.append(json.dumps({**episode, "truncated": False, "digest": "d"}))
+            (out / name).write_text("\n".join(lines) + "\n")
+    if gaze is not None:
+        out = path / "gaze" / game
+        out.mkdir(parents=True)
+        summary = {"checkpoint": "x", "game": game, "trials": ["t"], "gaze/skipped_inputs": 0.0}
+        for method, metrics in gaze.items():
+            for metric, value in metrics.items():
+                summary[f"gaze/{game}/{method}/{metric}"] = value
+        (out / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def check_images(png: Path, svg: Path) -> None:
+    """A real PNG with pixels, and an SVG document."""
+    from PIL import Image
+
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(png) as image:
+        assert image.size[0] > 100 and image.size[1] > 100
+        assert len(set(np.asarray(image.convert("L")).ravel().tolist())) > 2  # not a blank canvas
+    assert "<svg" in svg.read_text()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture
+def synthetic_sweep(tmp_path) -> Path:
+    """Two games, three lines (nature_cnn; sparse_fls at λ 0 and 0.001), with every kind of gap."""
+    sweep = tmp_path / "multirun" / "2026-01-01" / "00-00-00"
+    job = itertools.count()
+    gaze = {"attention": {"nss": 0.5, "nss_std": 0.1, "kl": 3.5, "sauc": 0.53, "cc": 0.2, "frames": 100.0}}
+    for game, base in (("Breakout", 10.0), ("Seaquest", 200.0)):
+        for model, lam in (("nature_cnn", 0.0), ("sparse_fls", 0.0), ("sparse_fls", 0.001)):
+            for seed in (1, 9, 17):
+                scores = [base + seed + k for k in range(4)]
+                curve = [(0, None), (100 + seed, seed), (1000, 2.0 * seed), (2000 + seed, 3.0 * seed)]
+                fake_run(
+                    sweep / str(next(job)),
+                    model=model,
+                    lam=lam,
+                    game=game,
+                    seed=seed,
+                    curve=curve,
+                    scores=scores,
+                    shards=2 if seed == 9 else 1,
+                    gaze={"attention": {**gaze["attention"], "nss": 0.5 + seed / 100}}
+                    if model != "nature_cnn"
+                    else None,
+                )
+    # gaps: no evaluation and no reward data; an unfinished evaluation
+    fake_run(sweep / "18", game="Breakout", seed=25, curve=[(128, None)])
+    fake_run(sweep / "19", game="Breakout", seed=33, scores=[1.0, 2.0], requested=5, curve=[(128, None)])
+    # W&B's offline run folders carry a config.yaml too: not a run
+    wandb_files = sweep / "report" / "wandb" / "offline-run-x" / "files"
+    wandb_files.mkdir(parents=True)
+    (wandb_files / "config.yaml").write_text(yaml.safe_dump({"model": {"value": {"name": "x"}}}))
+    return sweep
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fast tests
+
+
+def test_find_runs_reads_every_job_and_nothing_else(synthetic_sweep) -> None:
+    runs, base = find_runs(str(synthetic_sweep))
+    assert base == synthetic_sweep.resolve()
+    assert [r.name for r in runs] == [str(i) for i in range(20)]  # natural order: 2 before 10
+    assert {(r.model, r.entropy_lambda) for r in runs} == {
+        ("nature_cnn", 0.0),
+        ("sparse_fls", 0.0),
+        ("sparse_fls", 0.001),
+    }
+    listed, base = find_runs([str(synthetic_sweep / "3"), str(synthetic_sweep / "4")])
+    assert base is None and [r.seed for r in listed] == [1, 9]
+
+
+def test_sweeps_without_runs_are_config_errors(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="needs sweep="):
+        find_runs(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="is not a directory"):
+        find_runs(str(tmp_path / "nowhere"))
+    (tmp_path / "empty" / "0" / ".hydra").mkdir(parents=True)
+    (tmp_path / "empty" / "0" / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    with pytest.raises(ConfigError, match="no training runs in"):
+        find_runs(str(tmp_path / "empty"))
+
+
+def test_mean_curve_interpolates_seeds_onto_the_common_range() -> None:
+    a = (np.array([0.0, 10.0, 20.0]), np.array([0.0, 10.0, 20.0]))
+    b = (np.array([5.0, 15.0]), np.array([1.0, 1.0]))
+    grid, mean, std = mean_curve([a, b], points=3)
+    assert grid.tolist() == [5.0, 10.0, 15.0]
+    assert mean.tolist() == [3.0, 5.5, 8.0]
+    assert std.tolist() == [2.0, 4.5, 7.0]
+    grid, mean, std = mean_curve([(np.array([7.0]), np.array([2.0]))])
+    assert grid.tolist() == [7.0] and mean.tolist() == [2.0] and std.tolist() == [0.0]
+
+
+def test_report_of_a_synthetic_sweep(synthetic_sweep, tmp_path) -> None:
+    runs, _ = find_runs(str(synthetic_sweep))
+    report = build_report(runs, title="Report: test", grid_points=11)
+    files = write_report(report, tmp_path / "report")
+
+    # Table 3: mean over seeds of each seed's mean, population std across seeds, from the records
+    rows = {(r["game"], r["label"]): r for r in read_csv(files["scores_csv"])}
+    assert set(rows) == {
+        (g, m) for g in ("Breakout", "Seaquest") for m in ("nature_cnn", "sparse_fls λ=0", "sparse_fls λ=0.001")
+    }
+    for (game, _), row in rows.items():
+        base = 10.0 if game == "Breakout" else 200.0
+        seed_means = [base + seed + 1.5 for seed in (1, 9, 17)]
+        assert float(row["mean"]) == pytest.approx(np.mean(seed_means))
+        assert float(row["std"]) == pytest.approx(np.std(seed_means))
+        assert row["seeds"] == "3" and row["episodes_per_seed_min"] == row["episodes_per_seed_max"] == "4"
+    table = files["scores_md"].read_text()
+    assert "| Game | nature_cnn | sparse_fls λ=0 | sparse_fls λ=0.001 |" in table
+    assert f"| Breakout | {np.mean([12.5, 20.5, 28.5]):.1f} ± {np.std([12.5, 20.5, 28.5]):.1f} |" in table
+    assert "3 seeds × 4 episodes per seed" in table
+
+    # Table 4 from the gaze summaries
+    saliency = {(r["game"], r["label"]): r for r in read_csv(files["saliency_csv"])}
+    assert set(saliency) == {(g, m) for g in ("Breakout", "Seaquest") for m in ("sparse_fls λ=0", "sparse_fls λ=0.001")}
+    row = saliency[("Breakout", "sparse_fls λ=0.001")]
+    assert float(row["nss"]) == pytest.approx(np.mean([0.51, 0.59, 0.67]))
+    assert float(row["nss_std"]) == pytest.approx(np.std([0.51, 0.59, 0.67]))
+    assert float(row["nss_frame_std"]) == pytest.approx(0.1) and row["frames"] == "300"
+    assert "| Breakout | sparse_fls λ=0.001 | attention | 0.590 ± 0.065 |" in files["saliency_md"].read_text()
+
+    # Figure 3 data: each seed interpolated onto the range all seeds cover (steps 117..2001)
+    curves = {(c.game, c.label): c for c in report.curves}
+    curve = curves[("Breakout", "nature_cnn")]
+    assert curve.seeds == 3 and curve.steps[0] == 117 and curve.steps[-1] == 2001
+    per_seed = [np.interp(curve.steps, [100 + s, 1000, 2000 + s], [s, 2.0 * s, 3.0 * s]) for s in (1, 9, 17)]
+    np.testing.assert_allclose(curve.mean, np.mean(per_seed, axis=0))
+    np.testing.assert_allclose(curve.std, np.std(per_seed, axis=0))
+    check_images(files["png"], files["svg"])
+
+    # the gaps, in the markdown and runs.csv
+    text = files["report_md"].read_text()
+    missing = {r["run"]: r["missing"] for r in read_csv(files["runs_csv"]) if r["missing"]}
+    assert "evaluation of final_model" in missing["18"] and "reward curve" in missing["18"]
+    assert "complete evaluation of final_model (2/5 episodes)" in missing["19"]
+    assert all("gaze results" in missing[str(i)] for i in (0, 1, 2, 9, 10, 11, 18, 19))
+    assert "| `18` | nature_cnn | Breakout | 25 |" in text and "python evaluate.py run=" in text
+    assert "3" not in missing and "## Missing results" in text
+
+
+def test_labels_carry_lambda_only_when_it_tells_something(tmp_path) -> None:
+    fake_run(tmp_path / "s" / "0", model="nature_cnn", scores=[1.0])
+    fake_run(tmp_path / "s" / "1", model="sparse_fls", lam=0.001, scores=[2.0])
+    fake_run(tmp_path / "s" / "2", model="daqn", scores=[3.0])
+    runs, _ = find_runs(str(tmp_path / "s"))
+    report = build_report(runs, title="t")
+    assert [r["label"] for r in report.scores] == ["nature_cnn", "sparse_fls λ=0.001", "daqn"]
+
+
+def test_parameter_table_counts_the_models_themselves() -> None:
+    from fls.models import MODELS
+
+    table = parameter_table((4, 18))
+    rows = [line for line in table.splitlines() if line.startswith("| `") and "model=" not in line]
+    assert [row.split("`")[1] for row in rows] == list(MODELS)
+    # Nature CNN by hand: conv 4->32 k8, 32->64 k4, 64->64 k3, fc 3136->512, policy 512->A, value 512->1
+    trunk = (4 * 32 * 64 + 32) + (32 * 64 * 16 + 64) + (64 * 64 * 9 + 64) + (3136 * 512 + 512) + 513
+    nature = next(row for row in rows if row.startswith("| `nature_cnn`"))
+    assert f"| {trunk + 512 * 4 + 4:,} | {trunk + 512 * 18 + 18:,} |" in nature
+    # the meta-device count is the count of a real, initialised policy
+    import gymnasium as gym
+
+    from fls.evaluation.report import _model_config
+    from fls.models import build_policy, count_parameters
+
+    observation = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    for name in ("daqn", "dense_fls"):
+        real = count_parameters(build_policy(_model_config(name), observation, gym.spaces.Discrete(18)))
+        assert next(row for row in rows if row.startswith(f"| `{name}`")).endswith(f"| {real:,} |")
+
+
+def _expand(experiment: str) -> tuple[list[dict[str, str]], object]:
+    """The jobs Hydra's basic sweeper makes of ``-m experiment=<name>`` (without launching any), and the config."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from fls.cli import CONFIG_DIR, register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}"], return_hydra_config=True)
+        params = [f"{key}={value}" for key, value in cfg.hydra.sweeper.params.items()]
+        overrides = OverridesParser.create().parse_overrides(params + [f"experiment={experiment}", "dry_run=true"])
+        batches = BasicSweeper.split_arguments(overrides, None)[0]
+        jobs = [dict(o.split("=", 1) for o in job) for job in batches]
+        first = compose("train", overrides=list(batches[0]))
+        last = compose("train", overrides=list(batches[-1]))
+    return jobs, (cfg, first, last)
+
+
+def test_paper_grid_expands_to_150_jobs() -> None:
+    jobs, (cfg, first, last) = _expand("paper_grid")
+    assert len(jobs) == 150
+    grid = {(j["model"], j["env"], j["seed"]) for j in jobs}
+    models = ("nature_cnn", "sparse_fls", "dense_fls", "rs", "daqn")
+    games = ("BeamRider", "Breakout", "MsPacman", "SpaceInvaders", "Enduro", "Seaquest")
+    assert grid == set(itertools.product(models, games, ("1", "9", "17", "25", "33")))
+    assert cfg.total_timesteps == 50_000_000 and cfg.ppo.name == "paper" and cfg.ppo.clip_range == 0.1
+    assert (first.model.name, first.env.name, first.seed) == ("nature_cnn", "BeamRider", 1)
+    assert (last.model.name, last.env.name, last.seed) == ("daqn", "Seaquest", 33)
+    assert last.total_timesteps == 50_000_000 and last.dry_run is True
+
+
+def test_lambda_sweep_expands_to_30_jobs() -> None:
+    jobs, (cfg, first, last) = _expand("lambda_sweep")
+    assert len(jobs) == 30
+    assert sorted({float(j["model.entropy_lambda"]) for j in jobs}) == [0, 0.0005, 0.001, 0.002, 0.003, 0.005]
+    assert {j["seed"] for j in jobs} == {"1", "9", "17", "25", "33"}
+    for composed in (cfg, first, last):
+        assert composed.model.name == "rs" and composed.env.name == "Breakout"
+        assert composed.total_timesteps == 10_000_000 and composed.ppo.clip_range == 0.2
+        assert composed.ppo.clip_range_vf == 0.2
+    assert first.model.entropy_lambda == 0 and last.model.entropy_lambda == 0.005
+
+
+def test_report_cli_errors_are_one_line(cli, tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    for args, message in (
+        ([f"sweep={tmp_path / 'empty'}"], "no training runs in"),
+        ([], "task=report needs sweep="),
+    ):
+        result = cli("evaluate.py", "task=report", *args, f"hydra.run.dir={tmp_path / 'hydra'}", env=ONE_THREAD)
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert result.stderr.strip().startswith("error: ") and message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# End to end through the real commands
+
+
+@pytest.mark.slow
+def test_report_of_a_real_sweep(cli, tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    trained = cli("train.py", "-m", *TINY_TRAIN, "seed=1,2", f"hydra.sweep.dir={sweep}", env=ONE_THREAD)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    runs = [sweep / "0", sweep / "1"]
+    evaluated = cli(
+        "evaluate.py",
+        "-m",
+        f"run={runs[0]},{runs[1]}",
+        *TINY_EVAL,
+        f"hydra.sweep.dir={tmp_path / 'eval_sweep'}",
+        env=ONE_THREAD,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    # a third run without evaluation: the trained run 1 under another seed, its eval folder dropped
+    shutil.copytree(runs[1], sweep / "2", ignore=shutil.ignore_patterns("eval"))
+    config = sweep / "2" / "config.yaml"
+    config.write_text(config.read_text().replace("seed: 2\n", "seed: 3\n"))
+
+    result = cli("evaluate.py", "task=report", f"sweep={sweep}", f"hydra.run.dir={tmp_path / 'hydra'}", env=ONE_THREAD)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = sweep / "report"
+
+    seed_means = [
+        np.mean([e.score for e in read_records(run / "eval" / "final_model" / "episodes.jsonl")[1]]) for run in runs
+    ]
+    (row,) = read_csv(out / "scores.csv")
+    assert (row["game"], row["label"], row["seeds"], row["episodes_per_seed_max"]) == (
+        "Breakout",
+        "nature_cnn",
+        "2",
+        "3",
+    )
+    assert float(row["mean"]) == pytest.approx(np.mean(seed_means), abs=1e-12)
+    assert float(row["std"]) == pytest.approx(np.std(seed_means), abs=1e-12)
+    cell = f"| Breakout | {np.mean(seed_means):.1f} ± {np.std(seed_means):.1f} |"
+    assert cell in (out / "scores.md").read_text() and cell in result.stdout
+    assert "2 seeds × 3 episodes per seed" in result.stdout
+
+    check_images(out / "reward_curves.png", out / "reward_curves.svg")
+    curve_runs = [r for r in (*runs, sweep / "2") if read_curve(r) is not None]
+    curves = read_csv(out / "reward_curves.csv")
+    assert len(curves) in ((1, 200) if curve_runs else (0,))
+    assert all(int(point["seeds"]) == len(curve_runs) for point in curves)
+
+    # the run without evaluation is named, in stdout and in the markdown
+    report_md = (out / "report.md").read_text()
+    for text in (result.stdout, report_md):
+        line = next(line for line in text.splitlines() if line.startswith("| `2` |"))
+        assert "evaluation of final_model" in line and "| 3 |" in line
+        assert not any(line.startswith("| `0` |") and "evaluation" in line for line in text.splitlines())
+    assert "3 of 3 runs lack something" in report_md
+    assert list((out / "wandb").glob("offline-run-*")), "the report's offline W&B run"
+
+    # a list of runs, with its own output folder
+    listed = cli(
+        "evaluate.py",
+        "task=report",
+        f"sweep=[{runs[0]},{runs[1]}]",
+        f"report.out={tmp_path / 'listed'}",
+        "logger.wandb.mode=disabled",
+        f"hydra.run.dir={tmp_path / 'hydra2'}",
+        env=ONE_THREAD,
+    )
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert read_csv(tmp_path / "listed" / "scores.csv")[0]["mean"] == row["mean"]
+
+
+@pytest.mark.slow
+def test_paper_grid_through_the_cli_dry_run(cli, tmp_path) -> None:
+    """The real command expands the preset; command-line values narrow it (5 models x 1 game x 1 seed)."""
+    result = cli(
+        "train.py",
+        "-m",
+        "experiment=paper_grid",
+        "dry_run=true",
+        "hydra/launcher=basic",
+        "env=Breakout",
+        "seed=1",
+        f"hydra.sweep.dir={tmp_path / 'grid'}",
+        env=ONE_THREAD,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    launched = [line for line in result.stdout.splitlines() + result.stderr.splitlines() if "[HYDRA] \t#" in line]
+    assert len(launched) == 5
+    assert {line.split("model=")[1].split()[0] for line in launched} == {
+        "nature_cnn",
+        "sparse_fls",
+        "dense_fls",
+        "rs",
+        "daqn",
+    }
+    assert result.stdout.count("params: ") == 5
