@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--game", default="Breakout")
     parser.add_argument("--model", default="sparse_fls")
-    parser.add_argument("--episodes", type=int, default=32)
+    parser.add_argument("--episodes", type=int, default=128)
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--max-episode-steps", type=int, default=5000)
     parser.add_argument("--device", default="cpu")
@@ -61,8 +61,8 @@ def main() -> None:
         model.save(path)
         agent = load_agent(path, args.device)
 
-    start = time.perf_counter()
-    episodes = run_episodes(agent, args.game, range(args.episodes), base_seed=1000, num_envs=args.num_envs,
+    start = time.perf_counter()  # includes creating and seeding the envs (a few seconds, once per evaluation)
+    episodes = run_episodes(agent, args.game, range(args.episodes), base_seed=1000, streams=args.num_envs,
                             max_episode_steps=args.max_episode_steps, progress=False)
     fls_time = time.perf_counter() - start
     fls_steps = sum(e.length for e in episodes)
@@ -82,7 +82,8 @@ def main() -> None:
                                        return_episode_rewards=True)
     sb3_time = time.perf_counter() - start
     sb3_vec.close()
-    sb3_steps = int(sum(lengths))
+    # make_atari_env puts Monitor under the frame-skip wrapper: its lengths are raw frames, 4 per agent step.
+    sb3_steps = int(sum(lengths)) // 4
 
     limit = raw_rate(args.game, args.num_envs, 8192)
     fls_rate, sb3_rate = fls_steps / fls_time, sb3_steps / sb3_time
