@@ -62,8 +62,15 @@ def main() -> None:
         agent = load_agent(path, args.device)
 
     start = time.perf_counter()  # includes creating and seeding the envs (a few seconds, once per evaluation)
-    episodes = run_episodes(agent, args.game, range(args.episodes), base_seed=1000, streams=args.num_envs,
-                            max_episode_steps=args.max_episode_steps, progress=False)
+    episodes = run_episodes(
+        agent,
+        args.game,
+        range(args.episodes),
+        base_seed=1000,
+        streams=args.num_envs,
+        max_episode_steps=args.max_episode_steps,
+        progress=False,
+    )
     fls_time = time.perf_counter() - start
     fls_steps = sum(e.length for e in episodes)
 
@@ -75,11 +82,13 @@ def main() -> None:
 
     gym.register_envs(ale_py)
 
-    sb3_vec = VecTransposeImage(VecFrameStack(make_atari_env(f"{args.game}NoFrameskip-v4", n_envs=args.num_envs,
-                                                             seed=1000), n_stack=4))
+    sb3_vec = VecTransposeImage(
+        VecFrameStack(make_atari_env(f"{args.game}NoFrameskip-v4", n_envs=args.num_envs, seed=1000), n_stack=4)
+    )
     start = time.perf_counter()
-    rewards, lengths = evaluate_policy(model, sb3_vec, n_eval_episodes=args.episodes, deterministic=False,
-                                       return_episode_rewards=True)
+    rewards, lengths = evaluate_policy(
+        model, sb3_vec, n_eval_episodes=args.episodes, deterministic=False, return_episode_rewards=True
+    )
     sb3_time = time.perf_counter() - start
     sb3_vec.close()
     # make_atari_env puts Monitor under the frame-skip wrapper: its lengths are raw frames, 4 per agent step.
@@ -96,10 +105,15 @@ def main() -> None:
         f"{sb3_rate:.0f} | 1.00x | {sb3_rate / limit:.0%} |",
         f"| native vector env, random actions (limit) | – | {limit:.0f} | – | 100% |",
     ]
-    payload = {"benchmark": "eval_throughput", "machine": machine(), "settings": vars(args),
-               "fls": {"seconds": fls_time, "agent_steps": fls_steps, "steps_per_s": fls_rate},
-               "sb3_evaluate_policy": {"seconds": sb3_time, "agent_steps": sb3_steps, "steps_per_s": sb3_rate},
-               "raw_env_steps_per_s": limit, "markdown": "\n".join(rows)}
+    payload = {
+        "benchmark": "eval_throughput",
+        "machine": machine(),
+        "settings": vars(args),
+        "fls": {"seconds": fls_time, "agent_steps": fls_steps, "steps_per_s": fls_rate},
+        "sb3_evaluate_policy": {"seconds": sb3_time, "agent_steps": sb3_steps, "steps_per_s": sb3_rate},
+        "raw_env_steps_per_s": limit,
+        "markdown": "\n".join(rows),
+    }
     out = write_json("eval_throughput", payload, args.out)
     print("\n".join(rows))
     print(f"\nwrote {out}")

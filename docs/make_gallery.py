@@ -35,8 +35,15 @@ def main() -> None:
     loaded = load(evaluation_config(run=args.run, device="cpu"))
     methods = {name: get_method(name) for name in METHODS}
     steps = []
-    play(loaded.agent.policy, loaded.game, seed=args.seed, episodes=1, methods=methods, max_steps=args.step + 1,
-         on_step=steps.append)
+    play(
+        loaded.agent.policy,
+        loaded.game,
+        seed=args.seed,
+        episodes=1,
+        methods=methods,
+        max_steps=args.step + 1,
+        on_step=steps.append,
+    )
     chosen = steps[min(args.step, len(steps) - 1)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,8 +56,10 @@ def main() -> None:
     for name, raw in chosen.maps.items():
         peak = float(raw.max())
         save(name, overlay(chosen.frame, raw / peak if peak > 0 else raw))
-    print(f"{loaded.game} step {chosen.step} (action {chosen.action_name}, score {chosen.score:g}): "
-          f"{len(chosen.maps)} overlays in {out}")
+    print(
+        f"{loaded.game} step {chosen.step} (action {chosen.action_name}, score {chosen.score:g}): "
+        f"{len(chosen.maps)} overlays in {out}"
+    )
 
 
 if __name__ == "__main__":
