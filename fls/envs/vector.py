@@ -44,9 +44,7 @@ from typing import Any, Literal
 import gymnasium
 import numpy as np
 from ale_py.vector_env import AtariVectorEnv
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import VecEnv
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from fls.envs.games import GameSpec, get_game
 from fls.envs.preprocess import (
@@ -59,12 +57,13 @@ from fls.envs.preprocess import (
     fire_reset_actions,
 )
 from fls.envs.python_vector import PythonAtariVecEnv, make_python_vec_env
+from fls.envs.vec_base import AtariVecEnvBase
 from fls.errors import ConfigError
 
 __all__ = ["AtariVecEnv", "make_vec_env"]
 
 
-class AtariVecEnv(VecEnv):
+class AtariVecEnv(AtariVecEnvBase):
     """``num_envs`` Atari games stepped in C++ threads, with the OpenAI-baselines Atari protocol.
 
     Observations are (num_envs, 4, 84, 84) uint8 (newest frame last). ``step_wait`` follows SB3: on a done
@@ -197,36 +196,6 @@ class AtariVecEnv(VecEnv):
         if self._venv is not None:
             self._venv.close()
             self._venv = None
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """Per-env attribute (set by :meth:`set_attr`, or ``render_mode``), else the shared one of this env."""
-        idx = list(self._get_indices(indices))
-        if all(attr_name in self._env_attrs[i] for i in idx):
-            return [self._env_attrs[i][attr_name] for i in idx]
-        if attr_name.startswith("_") or not hasattr(self, attr_name):
-            raise AttributeError(f"the Atari sub-envs have no attribute {attr_name!r}")
-        return [getattr(self, attr_name) for _ in idx]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        """Store a per-env attribute (the C++ envs have no Python attributes to change)."""
-        for i in self._get_indices(indices):
-            self._env_attrs[i][attr_name] = value
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
-    ) -> list[Any]:
-        """Call a sub-env method; only ``get_action_meanings`` exists on the C++ envs."""
-        if method_name != "get_action_meanings":
-            raise AttributeError(f"the Atari sub-envs have no method {method_name!r}")
-        return [list(self.action_meanings) for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class: type[gymnasium.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
-        """True for SB3's ``Monitor`` (``infos`` carry its episode records, so evaluation uses them), else False."""
-        return [wrapper_class is Monitor for _ in self._get_indices(indices)]
-
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        """Seed env ``i`` with ``seed + i`` at the next :meth:`reset` (random when None)."""
-        return super().seed(seed)
 
 
 def make_vec_env(
