@@ -50,17 +50,17 @@ class FeatureExtractor(BaseFeaturesExtractor):
         return int(self._observation_space.shape[0])
 
     def scale(self, observations: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels (or floats in 0..255) -> floats in 0..1, channels-last (see :meth:`finish_init`)."""
+        """uint8 pixels (or floats in 0..255) -> floats in 0..1, laid out channels-last.
+
+        A channels-last input makes the convolutions take oneDNN's channels-last kernels, which on a CPU run a
+        PPO minibatch's forward + backward about 1.2-1.4x faster than the default layout (weights can stay as
+        they are, so SB3's own initialisation and loading keep working).
+        """
         return (observations.float() / 255.0).contiguous(memory_format=torch.channels_last)
 
     def finish_init(self) -> None:
-        """Orthogonal init (gain sqrt 2, zero bias) of every conv and linear layer; call at the end of __init__.
-
-        Conv weights are stored channels-last, as :meth:`scale` makes the input: on a CPU (oneDNN) a PPO
-        minibatch's forward + backward runs about 1.4x faster than in the default layout.
-        """
+        """Orthogonal init (gain sqrt 2, zero bias) of every conv and linear layer; call at the end of __init__."""
         orthogonal_init(self)
-        self.to(memory_format=torch.channels_last)
 
     def attention_entropy(self, attention: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Per-sample entropy (B,) of the attention, each channel normalised to a distribution over positions.
