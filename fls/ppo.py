@@ -84,10 +84,13 @@ class AttentionPPO(PPO):
         stats = {}
         extractor = self.policy.features_extractor
         if extractor.has_attention:
-            # The maps of the evaluate_actions pass above: no second forward.
-            attention_entropy = extractor.attention_entropy().mean()
+            # The maps of the evaluate_actions pass above: no second forward. Without the term it is only logged.
             if self.entropy_lambda > 0:
+                attention_entropy = extractor.attention_entropy().mean()
                 loss = loss + self.entropy_lambda * attention_entropy
+            else:
+                with torch.no_grad():
+                    attention_entropy = extractor.attention_entropy().mean()
             stats["attention_entropy"] = attention_entropy.item()
 
         with torch.no_grad():
