@@ -70,12 +70,25 @@ def fake_run(
         out = path / "eval" / "final_model"
         out.mkdir(parents=True)
         total = requested or len(scores)
-        header = {"format": "fls.episodes/1", "digest": "d", "game": game, "episodes": total, "num_shards": shards}
+        header = {
+            "format": "fls.episodes/1",
+            "digest": "d",
+            "game": game,
+            "episodes": total,
+            "num_envs": 16,
+            "num_shards": shards,
+        }
         for shard in range(shards):
             name = "episodes.jsonl" if shards == 1 else f"episodes.shard-{shard}-of-{shards}.jsonl"
             lines = [json.dumps({**header, "shard": shard})]
             for index in range(shard, len(scores), shards):
-                episode = {"index": index, "seed": 1000 + index, "score": scores[index], "length": 10}
+                episode = {
+                    "index": index,
+                    "seed": 1000 + index % 16,
+                    "game": index // 16,
+                    "score": scores[index],
+                    "length": 10,
+                }
                 lines.append(json.dumps({**episode, "truncated": False, "digest": "d"}))
             (out / name).write_text("\n".join(lines) + "\n")
     if gaze is not None:
