@@ -7,21 +7,80 @@ SB3's in two documented ways:
 * ``+ entropy_lambda * mean_batch H(attention)`` (rl-attention), logged as ``train/attention_entropy``;
 * ``value_loss="baselines"``: OpenAI baselines' ppo2 value loss 0.5 * mean(max((v - R)^2, (v_clip - R)^2)), the
   paper's; ``"sb3"`` keeps SB3's mean((v_clip - R)^2) (used by the rl-zoo3 preset).
+
+Two guards are added to the update:
+
+* steps whose action the env replaced (the FIRE reset, ``infos[i]["action_forced"]``) are recorded in the rollout
+  buffer and left out of the policy-gradient and entropy terms (and of the logged clip fraction and KL): the
+  stored action and log-probability are the ones the agent sampled, not what was executed. They stay in the value
+  loss, whose target does not depend on the action. Without forced steps the update is SB3's, operation for
+  operation;
+* a non-finite loss, gradient norm or parameter stops training with :class:`NonFiniteError` before the optimiser
+  step (or, for parameters, before the next checkpoint can be written).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
-from stable_baselines3.common.buffers import RolloutBufferSamples
+from stable_baselines3.common.buffers import RolloutBuffer, RolloutBufferSamples
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 ValueLoss = Literal["baselines", "sb3"]
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or infinity (in the loss, the gradient norm or a parameter)."""
+
+
+class AgentRolloutSamples(NamedTuple):
+    """SB3's rollout samples plus ``agent_acted``: 1.0 where the sampled action was executed, 0.0 where the env
+    replaced it (FIRE reset)."""
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    old_values: torch.Tensor
+    old_log_prob: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    agent_acted: torch.Tensor
+
+
+class AgentRolloutBuffer(RolloutBuffer):
+    """SB3's rollout buffer that also records, per transition, whether the agent's sampled action was executed."""
+
+    def reset(self) -> None:
+        self.agent_acted = np.ones((self.buffer_size, self.n_envs), dtype=np.float32)
+        super().reset()
+
+    def record_forced(self, infos: list[dict[str, Any]]) -> None:
+        """Mark the transition about to be added at ``self.pos`` as forced in the envs whose info says so."""
+        if self.full:
+            return
+        for env_index, info in enumerate(infos):
+            if info.get("action_forced", False):
+                self.agent_acted[self.pos, env_index] = 0.0
+
+    def get(self, batch_size: int | None = None):  # type: ignore[override]
+        if not self.generator_ready:
+            self.agent_acted = self.swap_and_flatten(self.agent_acted)
+        yield from super().get(batch_size)
+
+    def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> AgentRolloutSamples:  # type: ignore[override]
+        samples = super()._get_samples(batch_inds, env)
+        return AgentRolloutSamples(*samples, agent_acted=self.to_torch(self.agent_acted[batch_inds].flatten()))
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the entries where ``mask`` is 1 (all entries when ``mask`` is None)."""
+    if mask is None:
+        return values.mean()
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 class AttentionPPO(PPO):
@@ -45,29 +104,60 @@ class AttentionPPO(PPO):
 
     def _setup_model(self) -> None:
         super()._setup_model()
+        # Same buffer, plus the record of forced actions (set here rather than through rollout_buffer_class so
+        # that saved models keep SB3's own buffer class in their metadata).
+        self.rollout_buffer = AgentRolloutBuffer(
+            self.n_steps,
+            self.observation_space,
+            self.action_space,
+            device=self.device,
+            gamma=self.gamma,
+            gae_lambda=self.gae_lambda,
+            n_envs=self.n_envs,
+        )
         if self.entropy_lambda > 0 and not self.policy.features_extractor.has_attention:
             raise ValueError(
                 f"entropy_lambda={self.entropy_lambda} needs an extractor with attention; "
                 f"{type(self.policy.features_extractor).__name__} has none"
             )
 
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
+        # SB3 calls this once per env step, after env.step and before rollout_buffer.add: the one place where the
+        # step's infos meet the buffer position the transition goes to.
+        super()._update_info_buffer(infos, dones)
+        if isinstance(getattr(self, "rollout_buffer", None), AgentRolloutBuffer):
+            self.rollout_buffer.record_forced(infos)
+
     def compute_loss(
-        self, batch: RolloutBufferSamples, clip_range: float, clip_range_vf: float | None
+        self, batch: RolloutBufferSamples | AgentRolloutSamples, clip_range: float, clip_range_vf: float | None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The PPO loss of one minibatch and its parts (for logging)."""
+        """The PPO loss of one minibatch and its parts (for logging).
+
+        Transitions whose action the env replaced (``agent_acted == 0``) are left out of the policy-gradient and
+        entropy terms, the advantage normalisation and the logged clip fraction / KL; all enter the value loss.
+        """
         actions = batch.actions
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions.long().flatten()
         values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, actions)
         values = values.flatten()
 
+        # None when every sampled action was executed: then the update is SB3's, operation for operation.
+        acted = getattr(batch, "agent_acted", None)
+        if acted is not None and bool((acted > 0).all()):
+            acted = None
         advantages = batch.advantages
-        if self.normalize_advantage and len(advantages) > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        if acted is None:
+            if self.normalize_advantage and len(advantages) > 1:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        elif self.normalize_advantage and acted.sum() > 1:
+            mean = _masked_mean(advantages, acted)
+            std = torch.sqrt(((advantages - mean) ** 2 * acted).sum() / (acted.sum() - 1))  # ddof 1, as SB3
+            advantages = (advantages - mean) / (std + 1e-8)
         ratio = torch.exp(log_prob - batch.old_log_prob)
-        policy_loss = -torch.min(
-            advantages * ratio, advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
-        ).mean()
+        policy_loss = -_masked_mean(
+            torch.min(advantages * ratio, advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)), acted
+        )
 
         if clip_range_vf is None:
             values_clipped = values
@@ -78,7 +168,7 @@ class AttentionPPO(PPO):
         else:
             value_loss = F.mse_loss(batch.returns, values_clipped)
 
-        entropy_loss = -torch.mean(-log_prob) if entropy is None else -torch.mean(entropy)
+        entropy_loss = -_masked_mean(-log_prob if entropy is None else entropy, acted)
         loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
 
         stats = {}
@@ -99,8 +189,8 @@ class AttentionPPO(PPO):
                 policy_gradient_loss=policy_loss.item(),
                 value_loss=value_loss.item(),
                 entropy_loss=entropy_loss.item(),
-                clip_fraction=torch.mean((torch.abs(ratio - 1) > clip_range).float()).item(),
-                approx_kl=torch.mean((torch.exp(log_ratio) - 1) - log_ratio).item(),
+                clip_fraction=_masked_mean((torch.abs(ratio - 1) > clip_range).float(), acted).item(),
+                approx_kl=_masked_mean((torch.exp(log_ratio) - 1) - log_ratio, acted).item(),
                 loss=loss.item(),
             )
         return loss, stats
@@ -124,13 +214,18 @@ class AttentionPPO(PPO):
                     if self.verbose >= 1:
                         print(f"Early stopping at epoch {epoch}: approx_kl {stats['approx_kl']:.3f}")
                     break
+                if not torch.isfinite(loss):
+                    self._non_finite("loss", loss.item())
                 self.policy.optimizer.zero_grad()
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                if not torch.isfinite(grad_norm):
+                    self._non_finite("gradient norm", grad_norm.item())
                 self.policy.optimizer.step()
             self._n_updates += 1
             if not continue_training:
                 break
+        self.check_parameters_finite()
 
         for key, values in history.items():
             self.logger.record(f"train/{key}", float(np.mean(values)))
@@ -143,6 +238,26 @@ class AttentionPPO(PPO):
         self.logger.record("train/entropy_lambda", self.entropy_lambda)
         if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+
+    def _update_index(self) -> int:
+        """1-based number of the update in progress (one update per collected rollout)."""
+        return max(self.num_timesteps // (self.n_steps * self.n_envs), 1)
+
+    def _non_finite(self, quantity: str, value: float) -> None:
+        """Stop: the update about to be applied would write a non-finite value into the network."""
+        raise NonFiniteError(
+            f"non-finite {quantity} ({value}) in PPO update {self._update_index()} (step {self.num_timesteps}); "
+            "training stopped, the newest checkpoint is the last good one (lower ppo.learning_rate?)"
+        )
+
+    def check_parameters_finite(self) -> None:
+        """Raise :class:`NonFiniteError` naming the first parameter holding a NaN or infinity."""
+        for name, parameter in self.policy.named_parameters():
+            if not bool(torch.isfinite(parameter).all()):
+                raise NonFiniteError(
+                    f"non-finite parameter {name} after PPO update {self._update_index()} (step {self.num_timesteps}); "
+                    "training stopped, the newest checkpoint is the last good one (lower ppo.learning_rate?)"
+                )
 
 
 class LinearDecay:

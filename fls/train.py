@@ -18,7 +18,7 @@ from fls.errors import ConfigError
 from fls.logging import init_wandb, make_logger
 from fls.models import build_policy, count_parameters, policy_kwargs
 from fls.models.policy import FLSPolicy
-from fls.ppo import AttentionPPO, LinearDecay
+from fls.ppo import AttentionPPO, LinearDecay, NonFiniteError
 from fls.rundir import (
     CONFIG_FILE,
     FINAL_MODEL,
@@ -27,6 +27,9 @@ from fls.rundir import (
     newest_checkpoint,
     save_model,
 )
+
+# Exit status of a run stopped by a NaN or infinity (1 is a crash, 2 a refused command).
+EXIT_NON_FINITE = 3
 
 # Overrides a resumed run may change; everything else must match the run's own config.
 RESUME_MAY_CHANGE = ("resume", "device", "logger", "hydra", "checkpoint_every", "after_training")
@@ -158,6 +161,7 @@ class TrainingCallback(BaseCallback):
     def save_checkpoint(self) -> Path:
         """Checkpoint the model as of the last update boundary."""
         self.model.num_timesteps = self.boundary_step
+        self.model.check_parameters_finite()  # never let a NaN network become the newest checkpoint
         path = save_model(self.model, checkpoint_path(self.run_dir, self.boundary_step))
         self.last_checkpoint_step = self.boundary_step
         return path
@@ -276,6 +280,12 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
             log_interval=int(cfg.logger.log_interval),
             reset_num_timesteps=checkpoint is None,
         )
+    except NonFiniteError as error:
+        # The parameters are checked after every update and before every checkpoint: nothing non-finite was saved.
+        print(f"error: {error}", file=sys.stderr)
+        if wandb_run is not None:
+            wandb_run.finish(exit_code=EXIT_NON_FINITE)
+        sys.exit(EXIT_NON_FINITE)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -86,3 +86,98 @@ def test_lambda_needs_attention() -> None:
 def test_linear_decay_schedule() -> None:
     schedule = LinearDecay(2.5e-4)
     assert schedule(1.0) == 2.5e-4 and schedule(0.0) == 0.0 and schedule(0.5) == pytest.approx(1.25e-4)
+
+
+def test_forced_fire_steps_are_recorded_and_left_out_of_the_policy_terms() -> None:
+    """The FIRE reset replaces the agent's first two actions of each learner episode; those transitions store an
+    action that was never executed, so they must not move the policy (they still train the value)."""
+    model = small_ppo({"name": "nature_cnn"}, n_steps=64, batch_size=128)
+    forced_seen = []
+    original = model._update_info_buffer
+
+    def spy(infos, dones=None):
+        forced_seen.append([bool(info.get("action_forced", False)) for info in infos])
+        original(infos, dones)
+
+    model._update_info_buffer = spy
+    model.learn(total_timesteps=128)
+    buffer = model.rollout_buffer
+    forced = torch.tensor(forced_seen[-64:]).float()
+    # Every Breakout episode starts with FIRE and action 2, so a 64-step rollout has forced steps.
+    assert forced.sum() >= 4
+    # After the update the buffer is flattened env by env, as SB3 flattens its own arrays.
+    torch.testing.assert_close(torch.as_tensor(buffer.agent_acted), (1.0 - forced).T.reshape(-1, 1))
+
+    batch = next(buffer.get(128))
+    acted = batch.agent_acted
+    assert 0 < acted.sum() < len(acted)
+
+    def policy_terms(samples):
+        _, stats = model.compute_loss(samples, 0.1, 0.1)
+        return stats["policy_gradient_loss"], stats["entropy_loss"], stats["value_loss"]
+
+    before = policy_terms(batch)
+    # Change what was stored for the forced steps: the policy terms must not notice.
+    moved = batch.actions.clone()
+    moved[acted == 0] = (moved[acted == 0] + 1) % model.action_space.n
+    log_prob = batch.old_log_prob.clone()
+    log_prob[acted == 0] -= 1.0
+    after_forced = policy_terms(batch._replace(actions=moved, old_log_prob=log_prob))
+    assert after_forced[:2] == pytest.approx(before[:2], rel=1e-6, abs=1e-9)
+    # The same change on steps the agent did act on moves the policy loss.
+    moved = batch.actions.clone()
+    moved[acted == 1] = (moved[acted == 1] + 1) % model.action_space.n
+    after_acted = policy_terms(batch._replace(actions=moved))
+    assert after_acted[0] != pytest.approx(before[0], rel=1e-6)
+    # Forced steps still train the value: dropping their returns changes the value loss.
+    returns = batch.returns.clone()
+    returns[acted == 0] += 10.0
+    assert policy_terms(batch._replace(returns=returns))[2] != pytest.approx(before[2], rel=1e-6)
+    model.env.close()
+
+
+def test_without_forced_steps_the_loss_is_unchanged_by_the_mask() -> None:
+    model = small_ppo({"name": "sparse_fls"})
+    model.learn(total_timesteps=32)
+    batch = next(model.rollout_buffer.get(32))
+    all_acted = batch._replace(agent_acted=torch.ones_like(batch.agent_acted))
+    from stable_baselines3.common.buffers import RolloutBufferSamples
+
+    plain = RolloutBufferSamples(*all_acted[:6])
+    loss_masked, _ = model.compute_loss(all_acted, 0.1, 0.1)
+    loss_plain, _ = model.compute_loss(plain, 0.1, 0.1)
+    assert loss_masked.item() == loss_plain.item()
+    model.env.close()
+
+
+def test_non_finite_parameter_or_loss_stops_the_update() -> None:
+    from fls.ppo import NonFiniteError
+
+    model = small_ppo({"name": "sparse_fls"})
+    model.learn(total_timesteps=32)
+    with torch.no_grad():
+        model.policy.value_net.weight[0, 0] = float("nan")
+    with pytest.raises(NonFiniteError, match="non-finite loss"):
+        model.train()
+    with pytest.raises(NonFiniteError, match="non-finite parameter value_net.weight"):
+        model.check_parameters_finite()
+    model.env.close()
+
+
+@pytest.mark.parametrize("name", ["sparse_fls", "dense_fls"])
+def test_all_zero_attention_is_uniform_not_nan(name: str) -> None:
+    """softplus underflows to exactly 0 for very negative inputs: normalisation and entropy must stay finite."""
+    import math
+
+    from fls.models.layers import normalize_over_positions
+
+    zero = torch.zeros(2, 1, 7, 7, requires_grad=True)
+    p = normalize_over_positions(zero)
+    torch.testing.assert_close(p, torch.full_like(p, 1 / 49))
+    model = small_ppo({"name": name, "normalize_attention": True})
+    extractor = model.policy.features_extractor
+    entropy = extractor.attention_entropy([zero])
+    assert entropy.tolist() == pytest.approx([math.log(49)] * 2, rel=1e-5)
+    entropy.sum().backward()
+    assert torch.isfinite(zero.grad).all()
+    model.env.close()

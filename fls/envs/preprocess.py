@@ -179,6 +179,9 @@ class EpisodeLogic:
         self._length = np.zeros(num_envs, np.int64)
         self._age = np.ones(num_envs, np.int64)
         self._forced = np.zeros(num_envs, np.int64)  # 0: agent acts, k: fire_actions[k - 1] comes next
+        self.forced = np.zeros(num_envs, bool)
+        """Envs whose last :meth:`actions` call replaced the agent's action (FIRE reset): the learner must not
+        train its policy on those steps, since the action it sampled was never executed."""
         self._lives = np.zeros(num_envs, np.int64)
         self._frames = np.zeros(num_envs, np.int64)
 
@@ -199,8 +202,10 @@ class EpisodeLogic:
     def actions(self, actions: np.ndarray) -> np.ndarray:
         """Return the actions to execute: the agent's, or FIRE / action 2 at the start of a learner episode."""
         if not self.fire_actions or not self._forced.any():
+            self.forced = np.zeros(self.num_envs, bool)
             return actions
         forced = self._forced
+        self.forced = forced != 0
         executed = np.where(forced == 1, self.fire_actions[0], np.where(forced == 2, self.fire_actions[1], actions))
         self._forced = np.where(forced == 1, 2, 0)
         return executed.astype(actions.dtype, copy=False)

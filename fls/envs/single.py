@@ -240,6 +240,7 @@ class AtariLearnerEnv(gymnasium.Wrapper):
             next_info = self._time_limit_info
         step_info["game_over"] = bool(out.game_over[0])
         step_info["executed_action"] = executed
+        step_info["action_forced"] = bool(self._logic.forced[0])
         if 0 in out.episodes:
             step_info["episode"] = out.episodes[0]
         if not out.dones[0]:

@@ -69,7 +69,8 @@ class AtariVecEnv(AtariVecEnvBase):
     Observations are (num_envs, 4, 84, 84) uint8 (newest frame last). ``step_wait`` follows SB3: on a done
     the returned observation starts the next learner episode and ``infos[i]["terminal_observation"]``
     is the last one; ``infos[i]`` always has ``lives`` and ``game_over``, and ``TimeLimit.truncated`` on
-    dones, and ``episode`` (SB3 Monitor format, unclipped whole-game return) when a game ends.
+    dones, ``episode`` (SB3 Monitor format, unclipped whole-game return) when a game ends, and
+    ``action_forced: True`` on the steps where the FIRE reset replaced the agent's action.
     """
 
     def __init__(
@@ -165,6 +166,8 @@ class AtariVecEnv(AtariVecEnvBase):
             infos[i]["TimeLimit.truncated"] = bool(out.truncated[i])
         for i, episode in out.episodes.items():
             infos[i]["episode"] = episode
+        for i in np.flatnonzero(self._logic.forced):
+            infos[i]["action_forced"] = True
         return out.obs, out.rewards, out.dones, infos
 
     def reset_games(self, mask: np.ndarray, seeds: Sequence[int] | None = None) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from fls.models.layers import orthogonal_init
+from fls.models.layers import normalize_over_positions, orthogonal_init
 
 ENTROPY_EPS = 1e-7
 
@@ -66,6 +66,7 @@ class FeatureExtractor(BaseFeaturesExtractor):
         """Per-sample entropy (B,) of the attention, each channel normalised to a distribution over positions.
 
         Channels and sites are summed (a two-channel softmax has at most 2*ln(H*W)). H = -sum p*log(p + 1e-7).
+        An all-zero (underflowed) map counts as uniform (see :func:`~fls.models.layers.normalize_over_positions`).
         """
         maps = self.last_attention if attention is None else attention
         if not maps:
@@ -74,7 +75,7 @@ class FeatureExtractor(BaseFeaturesExtractor):
             )
         total = None
         for a in maps:
-            p = a / a.sum(dim=(2, 3), keepdim=True)
+            p = normalize_over_positions(a)
             h = -(p * torch.log(p + ENTROPY_EPS)).sum(dim=(1, 2, 3))
             total = h if total is None else total + h
         return total

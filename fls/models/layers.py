@@ -67,6 +67,18 @@ def spatial_softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.reshape(b, c, h * w), dim=-1).reshape(b, c, h, w)
 
 
+# Below this sum a map is treated as all zero (softplus can underflow to exactly 0 for very negative inputs).
+ATTENTION_SUM_FLOOR = 1e-30
+
+
 def normalize_over_positions(attention: torch.Tensor) -> torch.Tensor:
-    """Divide a non-negative (B,C,H,W) map by its sum over positions, so each channel sums to 1."""
-    return attention / attention.sum(dim=(2, 3), keepdim=True)
+    """Divide a non-negative (B,C,H,W) map by its sum over positions, so each channel sums to 1.
+
+    A channel whose sum is below :data:`ATTENTION_SUM_FLOOR` (an underflowed, all-zero map) becomes the uniform
+    distribution instead of 0/0 = NaN; the division uses a floored denominator so that no NaN reaches the gradient
+    either. Maps with a normal sum are divided exactly as before.
+    """
+    total = attention.sum(dim=(2, 3), keepdim=True)
+    divided = attention / total.clamp_min(ATTENTION_SUM_FLOOR)
+    uniform = torch.full_like(attention, 1.0 / (attention.shape[2] * attention.shape[3]))
+    return torch.where(total > ATTENTION_SUM_FLOOR, divided, uniform)
