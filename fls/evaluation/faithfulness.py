@@ -74,6 +74,10 @@ class DrawnFrames:
     """Agent step of the game at which the frame was the input."""
     seen: int
     """How many inputs the frames were drawn from."""
+    lengths: np.ndarray
+    """Agent steps played of each game (its full length unless ``max_steps`` stopped it; see ``finished``)."""
+    finished: np.ndarray
+    """Whether each game reached its end (game over or the evaluation time limit)."""
 
 
 def draw_frames(
@@ -136,7 +140,7 @@ def draw_frames(
         bar.close()
         env.close()
     kept = min(frames, seen)
-    return DrawnFrames(reservoir[:kept], where[:kept, 0], where[:kept, 1], seen)
+    return DrawnFrames(reservoir[:kept], where[:kept, 0], where[:kept, 1], seen, steps, ~playing)
 
 
 # ----------------------------------------------------------------------------------------------------------------
