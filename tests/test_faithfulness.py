@@ -312,10 +312,13 @@ def test_report_collects_faithfulness_by_model_and_method(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_faithfulness_cli_end_to_end(cli, tiny_run, tmp_path) -> None:
+    import shutil
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")  # results go into the run: keep the shared fixture clean
     result = cli(
         "evaluate.py",
         "task=faithfulness",
-        f"run={tiny_run}",
+        f"run={run}",
         "saliency=[attention,gradient]",
         "faithfulness.frames=6",
         "faithfulness.games=2",
@@ -326,7 +329,7 @@ def test_faithfulness_cli_end_to_end(cli, tiny_run, tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "6 frames × 4 orders (attention, gradient, random, center_prior) × 2 curves × 5 steps = 240" in result.stdout
-    out = tiny_run / "eval" / "final_model" / "faithfulness"
+    out = run / "eval" / "final_model" / "faithfulness"
     for name in ("faithfulness.csv", "curves.csv", "sanity.csv", "faithfulness.md", "summary.json"):
         assert (out / name).is_file(), name
     for name in ("deletion.png", "insertion.png", "sanity.png"):
@@ -345,7 +348,7 @@ def test_faithfulness_cli_end_to_end(cli, tiny_run, tmp_path) -> None:
     report = cli(
         "evaluate.py",
         "task=report",
-        f"sweep=[{tiny_run}]",
+        f"sweep=[{run}]",
         f"report.out={tmp_path / 'report'}",
         "logger.wandb.mode=disabled",
         f"hydra.run.dir={tmp_path / 'hydra'}",
@@ -356,7 +359,7 @@ def test_faithfulness_cli_end_to_end(cli, tiny_run, tmp_path) -> None:
     bad = cli(
         "evaluate.py",
         "task=faithfulness",
-        f"run={tiny_run}",
+        f"run={run}",
         "faithfulness.baseline=zeros",
         "logger.wandb.mode=disabled",
     )
