@@ -129,6 +129,19 @@ def test_ties_are_broken_by_the_shared_random_keys() -> None:
     assert np.array_equal(pixel_ranks(maps, tie_keys(2, 84 * 84, seed=0)), ranks)  # seeded
 
 
+def test_one_baseline_frame_for_all_frames() -> None:
+    """The mean baseline is one (1, C, H, W) stack; it gives what the same stack repeated per frame gives."""
+    frames = region_frames(3)
+    net = RegionNet()
+    actions = net(frames).argmax(dim=1)
+    ranks = pixel_ranks(baseline_orders(3, (84, 84), seed=2)["random"], tie_keys(3, 84 * 84, seed=0))
+    mean = baseline_stack(frames, "mean")
+    one = perturbation_curves(net, frames, mean, ranks, actions, PERCENTS, batch_size=8)
+    each = perturbation_curves(net, frames, mean.expand_as(frames), ranks, actions, PERCENTS, batch_size=8)
+    np.testing.assert_allclose(one.deletion, each.deletion, rtol=1e-6)
+    np.testing.assert_allclose(one.insertion, each.insertion, rtol=1e-6)
+
+
 def test_baseline_stacks() -> None:
     frames = region_frames(3)
     blurred = baseline_stack(frames, "blur", 3.0)
