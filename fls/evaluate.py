@@ -19,7 +19,7 @@ from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.rundir import CONFIG_FILE
 from fls.train import resolve_device
 
-TASKS = ("episodes", "merge", "video", "gaze", "report")
+TASKS = ("episodes", "merge", "video", "gaze", "report", "faithfulness")
 
 
 def evaluation_config(**overrides: Any) -> DictConfig:
@@ -224,6 +224,10 @@ def main(cfg: DictConfig) -> None:
         from fls.evaluation.gaze_task import gaze_agreement
 
         gaze_agreement(cfg, load(cfg))
+    elif cfg.task == "faithfulness":
+        from fls.evaluation.faithfulness import faithfulness_task
+
+        faithfulness_task(cfg, load(cfg))
     elif cfg.task == "report":
         from fls.evaluation.report import make_report
 

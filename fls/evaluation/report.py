@@ -839,6 +839,9 @@ def make_report(cfg: DictConfig) -> Path:
     title = f"Report: {sweep_dir.name if sweep_dir else f'{len(runs)} runs'}"
     report = build_report(runs, title=title, checkpoint=checkpoint, curve_key=curve_key, grid_points=points, ddof=ddof)
     files = write_report(report, out_dir)
+    from fls.evaluation.faithfulness_report import add_faithfulness  # its own section (task=faithfulness results)
+
+    files.update(add_faithfulness(report, out_dir, files["report_md"]))
     log_report(
         report,
         files,
