@@ -104,17 +104,17 @@ def sb3_child(run_dir: Path, game: str, steps: int, seed: int) -> None:
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
-    from fls.rundir import atomic_write_text
-
     gymnasium.register_envs(ale_py)
     env = VecFrameStack(make_atari_env(f"{game}NoFrameskip-v4", n_envs=8, seed=seed), n_stack=4)
-    rows: list[tuple[int, float]] = []
+    progress = open(run_dir / PROGRESS, "w")  # appended as training goes, so a cut-short run still has its curve
+    progress.write(f"{STEPS},{RETURN}\n")
 
     class Curve(BaseCallback):
         def _on_rollout_end(self) -> None:
             buffer = self.model.ep_info_buffer
             if buffer:
-                rows.append((self.num_timesteps, float(np.mean([info["r"] for info in buffer]))))
+                progress.write(f"{self.num_timesteps},{float(np.mean([info['r'] for info in buffer]))}\n")
+                progress.flush()
 
         def _on_step(self) -> bool:
             return True
@@ -138,8 +138,7 @@ def sb3_child(run_dir: Path, game: str, steps: int, seed: int) -> None:
         verbose=0,
     )
     model.learn(total_timesteps=steps, callback=Curve(), progress_bar=False)
-    lines = [f"{STEPS},{RETURN}"] + [f"{step},{value}" for step, value in rows]
-    atomic_write_text(run_dir / PROGRESS, "\n".join(lines) + "\n")
+    progress.close()
     model.save(run_dir / "final_model.zip")
     env.close()
 
