@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -107,7 +108,36 @@ def test_gaze_task_on_a_synthetic_atari_head_trial(cli, tiny_run, tmp_path) -> N
         assert f"| breakout | {method} |" in table
     rows = (out / "frames.csv").read_text().splitlines()
     assert len(rows) == 1 + 4 * 7  # header + 4 methods x 7 inputs with fixations
-    assert (out / "summary.json").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["gaze/kl_dropped_frames"] >= 0 and "gaze/breakout/gradcam/kl_dropped_frames" in summary
+    assert "KL: exact" in table  # the exact KL by default, with its note under the table
+
+
+@pytest.mark.slow
+def test_gaze_task_reads_rectified_gradcam_when_asked(cli, tiny_run, tmp_path) -> None:
+    """saliency.gradcam_rectified reaches the method: Grad-CAM's scores change, the attention's do not."""
+    make_trial(tmp_path / "atari_head")
+    scores = {}
+    for rectified in ("false", "true"):
+        out = tmp_path / f"gaze_{rectified}"
+        result = cli(
+            "evaluate.py",
+            "task=gaze",
+            f"run={tiny_run}",
+            f"gaze.data={tmp_path / 'atari_head'}",
+            "saliency=[attention,gradcam]",
+            f"saliency.gradcam_rectified={rectified}",
+            "gaze.splits=2",
+            f"gaze.out={out}",
+            QUIET,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        rows = (out / "frames.csv").read_text().splitlines()[1:]
+        scores[rectified] = {m: [r for r in rows if f",{m}," in r] for m in ("attention", "gradcam")}
+    assert scores["false"]["attention"] == scores["true"]["attention"]
+    assert scores["false"]["gradcam"] != scores["true"]["gradcam"]
+    result = cli("evaluate.py", f"run={tiny_run}", "saliency.gradcam_rectified=maybe", "video=true", QUIET)
+    assert result.returncode != 0 and "saliency.gradcam_rectified must be true or false" in result.stderr
 
 
 def test_gaze_task_errors(cli, tiny_run, tmp_path) -> None:

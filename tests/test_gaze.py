@@ -19,6 +19,7 @@ from fls.errors import ConfigError
 from fls.gaze import (
     FIRST_INPUT,
     auc_judd,
+    auc_rank,
     cc,
     frame_window,
     gaussian_blur,
@@ -276,10 +277,13 @@ def test_metrics_by_hand():
     counts = np.zeros((H, W), np.int64)
     counts[rng.integers(0, H, 30), rng.integers(0, W, 30)] += 3
     same = gaussian_blur(counts, 5.0) * 17.0  # identical distribution up to scale
-    assert kl_divergence(same, counts, eps=0.0) == pytest.approx(0.0, abs=1e-12)
+    assert kl_divergence(same, counts) == pytest.approx(0.0, abs=1e-12)  # exact by default
     support = np.count_nonzero(gaussian_blur(counts, 5.0))
-    assert abs(kl_divergence(same, counts)) <= 1e-7 * support  # the eps form is off by at most eps per pixel
-    assert kl_divergence(np.zeros((H, W)), counts, eps=0.0) == math.inf
+    assert abs(kl_divergence(same, counts, eps=1e-7)) <= 1e-7 * support  # the eps form: off by <= eps per pixel
+    assert kl_divergence(np.zeros((H, W)), counts) == math.inf
+    hole = same.copy()
+    hole[counts > 0] = 0.0  # zero where P > 0: undefined (infinite), finite with eps
+    assert kl_divergence(hole, counts) == math.inf and math.isfinite(kl_divergence(hole, counts, eps=1e-7))
     assert cc(same, counts) == pytest.approx(1.0, abs=1e-12)
 
     others = np.zeros((H, W), np.int64)
@@ -289,7 +293,7 @@ def test_metrics_by_hand():
     perfect = (counts > 0).astype(float)
     assert shuffled_auc(perfect, counts, others) == 1.0
     assert shuffled_auc(-perfect, counts, others) == 0.0
-    assert auc_judd(perfect, counts) == 1.0
+    assert auc_judd(perfect, counts) == 1.0 and auc_rank(perfect, counts) == 1.0
     assert roc_auc([1.0, 2.0], [1.0, 0.0]) == 0.875  # one tie counts 1/2: (0.5 + 1 + 1 + 1) / 4
 
     with pytest.raises(ValueError, match="no fixations"):
@@ -364,13 +368,18 @@ def test_against_independent_implementations():
     q = saliency / saliency.sum()
     eps = 1e-7
     kl = sum(pi * math.log(eps + pi / (qi + eps)) for pi, qi in zip(p.ravel(), q.ravel(), strict=True) if pi > 0)
-    assert kl_divergence(saliency, counts) == pytest.approx(kl, abs=1e-6)
+    assert kl_divergence(saliency, counts, eps=eps) == pytest.approx(kl, abs=1e-6)
+    assert kl_divergence(saliency, counts) == math.inf  # the fixation at (5, 5) falls where the map is 0
+    positive = saliency + 0.01
+    q = positive / positive.sum()
+    exact = sum(pi * math.log(pi / qi) for pi, qi in zip(p.ravel(), q.ravel(), strict=True) if pi > 0)
+    assert kl_divergence(positive, counts) == pytest.approx(exact, abs=1e-9)
     assert cc(saliency, counts) == pytest.approx(np.corrcoef(saliency.ravel(), blurred.ravel())[0, 1], abs=1e-6)
 
-    # AUC-Judd with the rank formula.
+    # The exact AUC with the rank formula (AUC-Judd is checked against pysaliency below).
     positives = np.repeat(saliency.ravel(), counts.ravel())
     negatives = saliency.ravel()[counts.ravel() == 0]
-    assert auc_judd(saliency, counts) == pytest.approx(rank_auc(positives, negatives), abs=1e-12)
+    assert auc_rank(saliency, counts) == pytest.approx(rank_auc(positives, negatives), abs=1e-12)
 
     # Shuffled AUC: 100 explicit splits with pairwise comparisons, vs ours, vs the exact expectation.
     others = np.zeros((H, W), np.int64)
@@ -395,6 +404,105 @@ def test_against_independent_implementations():
     assert abs(ours - expected) < 5 * se
     assert ours == shuffled_auc(saliency, counts, others, splits=100, seed=7)  # seeded
     assert 0.02 < spread  # the check above is not vacuous
+
+
+def test_kl_and_auc_judd_worked_by_hand():
+    # sigma 0: P is the fixation counts normalised. P = (1/4, 1/4, 0, 1/2), Q = (1, 2, 3, 2) / 8.
+    counts = np.array([[1, 1, 0, 2]])
+    saliency = np.array([[1.0, 2.0, 3.0, 2.0]])
+    assert kl_divergence(saliency, counts, sigma=0) == pytest.approx(0.75 * math.log(2), abs=1e-15)
+    eps = 1e-3
+    by_hand = 0.25 * math.log(eps + 0.25 / (0.125 + eps)) + 0.25 * math.log(eps + 1 / (1 + 4 * eps))
+    by_hand += 0.5 * math.log(eps + 0.5 / (0.25 + eps))
+    assert kl_divergence(saliency, counts, sigma=0, eps=eps) == pytest.approx(by_hand, abs=1e-15)
+    assert kl_divergence(np.array([[1.0, 0.0, 3.0, 2.0]]), counts, sigma=0) == math.inf
+
+    # Fixations on 0.8 and 0.5; negatives 0.9, 0.7, 0.3, 0.1. Thresholds 0.8: (FPR, TPR) = (1/4, 1/2);
+    # 0.5: (2/4, 1). Trapezoids from (0, 0) to (1, 1): 1/16 + 3/16 + 1/2 = 3/4. Exact: (3/4 + 2/4) / 2.
+    saliency = np.array([[0.9, 0.8, 0.7, 0.5, 0.3, 0.1]])
+    counts = np.array([[0, 1, 0, 1, 0, 0]])
+    assert auc_judd(saliency, counts) == 0.75 and auc_rank(saliency, counts) == 0.625
+    # The difference is FPR(lowest fixated value) / (2 n) = 0.5 / 4.
+    # Ties and a pixel fixated twice: positives 0.8, 0.8, 0.5; negatives 0.8, 0.5, 0.2. Points (1/3, 2/3),
+    # (2/3, 1): 1/9 + 5/18 + 1/3 = 13/18; exact: (0.5 + 1 + 1) * 2 + (0 + 0.5 + 1) = 6.5 of 9 pairs.
+    saliency = np.array([[0.8, 0.8, 0.5, 0.5, 0.2]])
+    counts = np.array([[2, 0, 1, 0, 0]])
+    assert auc_judd(saliency, counts) == pytest.approx(13 / 18, abs=1e-15)
+    assert auc_rank(saliency, counts) == pytest.approx(13 / 18, abs=1e-15)
+    # One fixation, on 0.5: the sweep is (0, 0) -> (3/4, 1) -> (1, 1); exact: the tie with 0.5 counts 1/2.
+    counts = np.array([[0, 0, 1, 0, 0]])
+    assert auc_judd(saliency, counts) == pytest.approx(1 - 3 / 4 / 2) and auc_rank(saliency, counts) == 0.375
+
+
+def import_pysaliency(monkeypatch) -> object:
+    """pysaliency as installed. Two shims for this environment, neither touching what is compared: its package
+    import needs ``pkg_resources`` (gone from setuptools >= 81; only its MATLAB model wrappers use it), and its
+    ROC calls ``np.trapz`` (removed in numpy 2.4; ``np.trapezoid`` is the same function)."""
+    try:
+        import pkg_resources  # noqa: F401
+    except ImportError:
+        import types
+
+        stub = types.ModuleType("pkg_resources")
+        stub.resource_string = stub.resource_listdir = None  # type: ignore[attr-defined]
+        monkeypatch.setitem(__import__("sys").modules, "pkg_resources", stub)
+    if not hasattr(np, "trapz"):
+        monkeypatch.setattr(np, "trapz", np.trapezoid, raising=False)
+    return pytest.importorskip("pysaliency")
+
+
+@pytest.mark.slow  # importing pysaliency and compiling its numba ROC: ~10 s
+def test_auc_judd_equals_pysaliency(monkeypatch):
+    pysaliency = import_pysaliency(monkeypatch)
+    rng = np.random.default_rng(3)
+    for ties, n_fix, repeats in [(False, 12, 0), (False, 40, 5), (True, 12, 3), (True, 60, 10), (False, 1, 0)]:
+        saliency = rng.random((H, W))
+        if ties:
+            saliency = np.round(saliency, 2)  # many fixated values tie with each other and with negatives
+        ys, xs = rng.integers(0, H, n_fix), rng.integers(0, W, n_fix)
+        ys, xs = np.concatenate([ys, ys[:repeats]]), np.concatenate([xs, xs[:repeats]])  # duplicate fixations
+        counts = np.zeros((H, W), np.int64)
+        np.add.at(counts, (ys, xs), 1)
+
+        class Fixed(pysaliency.SaliencyMapModel):
+            def _saliency_map(self, stimulus, s=saliency):
+                return s
+
+        stimuli = pysaliency.Stimuli([np.zeros((H, W, 3), np.uint8)])
+        fixations = pysaliency.Fixations.create_without_history(xs.astype(float), ys.astype(float), np.zeros(len(xs)))
+        model = Fixed(caching=False)
+        judd = model.AUC_Judd(stimuli, fixations, jitter=False)
+        (per_image,) = model.AUC_per_image(stimuli, fixations, nonfixations="unfixated", thresholds="fixations")
+        assert auc_judd(saliency, counts) == pytest.approx(judd, abs=1e-9)
+        assert auc_judd(saliency, counts) == pytest.approx(per_image, abs=1e-9)
+        # pysaliency's exact AUC over the same positives and negatives ("all" thresholds) is auc_rank.
+        (exact,) = model.AUC_per_image(stimuli, fixations, nonfixations="unfixated", thresholds="all")
+        assert auc_rank(saliency, counts) == pytest.approx(exact, abs=1e-9)
+        assert auc_judd(saliency, counts) > auc_rank(saliency, counts)  # not the same number
+
+
+def test_kl_equals_pysaliency(monkeypatch):
+    pysaliency = import_pysaliency(monkeypatch)
+    from pysaliency.metrics import MIT_KLDiv, image_based_kl_divergence
+
+    rng = np.random.default_rng(4)
+    counts = np.zeros((H, W), np.int64)
+    np.add.at(counts, (rng.integers(80, 130, 25), rng.integers(60, 100, 25)), 1)
+    saliency = gaussian_blur(rng.random((H, W)), 2.0) + 0.3 * center_prior((H, W))
+    assert pysaliency is not None
+    # Exact KL: pysaliency's form sum P (log P - log Q) needs P > 0 everywhere (0 * log 0 is NaN there), so
+    # compare where the blur (sigma 40, 3 sigma = 120 px) covers the whole frame.
+    blurred = gaussian_blur(counts, 40.0)
+    assert (blurred > 0).all()
+    reference = image_based_kl_divergence(saliency, blurred, minimum_value=0)
+    assert kl_divergence(saliency, counts, sigma=40.0) == pytest.approx(reference, abs=1e-9)
+    # The MIT benchmark's regularised KL (eps = 2.2204e-16 in and outside the log), with the sigma 5 blur.
+    eps = 2.2204e-16
+    with np.errstate(divide="ignore"):  # pysaliency takes log(0) of P outside its support (weight 0)
+        mit = MIT_KLDiv(saliency, gaussian_blur(counts, 5.0))
+    assert kl_divergence(saliency, counts, eps=eps) == pytest.approx(mit, abs=1e-9)
+    # With eps that small the regularised KL is the exact one on a strictly positive map.
+    assert kl_divergence(saliency, counts, eps=eps) == pytest.approx(kl_divergence(saliency, counts), abs=1e-9)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -451,6 +559,17 @@ def test_score_trials_end_to_end(synthetic, tmp_path):
     assert summary["gaze/breakout/random/frames"] == 7 and summary["gaze/skipped_inputs"] == 1
     sauc_values = [r[8] for r in results.records if r[5] == "motion" and r[2] != 28]
     assert summary["gaze/breakout/motion/sauc"] == pytest.approx(np.mean(sauc_values))
+
+    # The exact KL by default: the motion map is 0 under the fixations of the input at 20 (undefined KL), which
+    # is left out of the mean, counted and noted under the table.
+    kl_motion = {r[2]: r[7] for r in results.records if r[5] == "motion"}
+    assert kl_motion[20] == math.inf and all(math.isfinite(v) for p, v in kl_motion.items() if p != 20)
+    assert summary["gaze/breakout/motion/kl"] == pytest.approx(np.mean([v for p, v in kl_motion.items() if p != 20]))
+    assert summary["gaze/breakout/motion/kl_dropped_frames"] == 1 and summary["gaze/kl_dropped_frames"] == 1
+    assert summary["gaze/breakout/last_frame/kl_dropped_frames"] == 0
+    assert "left out of its mean (1 frames: breakout motion 1)" in text
+    regularised = score_trials(trials, simple_saliency, None, splits=20, eps=1e-7, progress=False)
+    assert regularised.summary()["gaze/kl_dropped_frames"] == 0 and "eps = 1e-07" in regularised.to_markdown()
 
     with pytest.raises(ValueError, match="reserved"):
         score_trials(trials, simple_saliency, ["random"], progress=False)

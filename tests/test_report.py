@@ -197,20 +197,24 @@ def test_report_of_a_synthetic_sweep(synthetic_sweep, tmp_path) -> None:
     report = build_report(runs, title="Report: test", grid_points=11)
     files = write_report(report, tmp_path / "report")
 
-    # Table 3: mean over seeds of each seed's mean, population std across seeds, from the records
+    # Table 3 from the records: mean ± std of the 12 episodes pooled over seeds, and the std across seed means
     rows = {(r["game"], r["label"]): r for r in read_csv(files["scores_csv"])}
     assert set(rows) == {
         (g, m) for g in ("Breakout", "Seaquest") for m in ("nature_cnn", "sparse_fls λ=0", "sparse_fls λ=0.001")
     }
     for (game, _), row in rows.items():
         base = 10.0 if game == "Breakout" else 200.0
+        pooled = [base + seed + k for seed in (1, 9, 17) for k in range(4)]
         seed_means = [base + seed + 1.5 for seed in (1, 9, 17)]
-        assert float(row["mean"]) == pytest.approx(np.mean(seed_means))
-        assert float(row["std"]) == pytest.approx(np.std(seed_means))
-        assert row["seeds"] == "3" and row["episodes_per_seed_min"] == row["episodes_per_seed_max"] == "4"
+        assert float(row["mean"]) == pytest.approx(np.mean(pooled))
+        assert float(row["episode_std"]) == pytest.approx(np.std(pooled))
+        assert float(row["seed_std"]) == pytest.approx(np.std(seed_means))
+        assert row["seeds"] == "3" and row["episodes"] == "12"
+        assert row["episodes_per_seed_min"] == row["episodes_per_seed_max"] == "4"
     table = files["scores_md"].read_text()
-    assert "| Game | nature_cnn | sparse_fls λ=0 | sparse_fls λ=0.001 |" in table
-    assert f"| Breakout | {np.mean([12.5, 20.5, 28.5]):.1f} ± {np.std([12.5, 20.5, 28.5]):.1f} |" in table
+    assert "| Game | nature_cnn | seed std | sparse_fls λ=0 | seed std | sparse_fls λ=0.001 | seed std |" in table
+    # pooled: deviations ±9.5, ±8.5, ±7.5, ±6.5, ±1.5, ±0.5 from 20.5 -> variance 527 / 12; seeds: 8 * sqrt(2/3)
+    assert f"| Breakout | 20.5 ± {np.sqrt(527 / 12):.1f} | {8 * np.sqrt(2 / 3):.1f} |" in table
     assert "3 seeds × 4 episodes per seed" in table
 
     # Table 4 from the gaze summaries
@@ -239,6 +243,27 @@ def test_report_of_a_synthetic_sweep(synthetic_sweep, tmp_path) -> None:
     assert all("gaze results" in missing[str(i)] for i in (0, 1, 2, 9, 10, 11, 18, 19))
     assert "| `18` | nature_cnn | Breakout | 25 |" in text and "python evaluate.py run=" in text
     assert "3" not in missing and "## Missing results" in text
+
+
+def test_table_3_plus_minus_is_the_pooled_episode_std(tmp_path) -> None:
+    """Two seeds with a wide spread inside each and close means: the paper's ± is the std of the 5 episodes."""
+    fake_run(tmp_path / "s" / "0", seed=1, scores=[0.0, 100.0, 50.0])  # mean 50
+    fake_run(tmp_path / "s" / "1", seed=9, scores=[10.0, 110.0])  # mean 60
+    runs, _ = find_runs(str(tmp_path / "s"))
+    for ddof in (0, 1):
+        report = build_report(runs, title="t", ddof=ddof)
+        files = write_report(report, tmp_path / f"report{ddof}")
+        (row,) = read_csv(files["scores_csv"])
+        # pooled 0, 100, 50, 10, 110: mean 54 (not 55, the mean of the seed means); deviations -54, 46, -4,
+        # -44, 56 -> variance (2916 + 2116 + 16 + 1936 + 3136) / 5 = 2024
+        assert float(row["mean"]) == pytest.approx(54.0, abs=1e-12)
+        assert float(row["episode_std"]) == pytest.approx(np.sqrt(2024.0), abs=1e-12)
+        assert float(row["seed_std"]) == pytest.approx(5.0 if ddof == 0 else np.sqrt(50.0), abs=1e-12)
+        assert row["episodes"] == "5" and row["seeds"] == "2" and row["seed_means"] == "50.0 60.0"
+        seed_std = 5.0 if ddof == 0 else np.sqrt(50.0)
+        table = files["scores_md"].read_text()
+        assert f"| Breakout | 54.0 ± {np.sqrt(2024.0):.1f} | {seed_std:.1f} |" in table
+        assert "2 seeds × 2–3 episodes per seed" in table and f"(ddof {ddof})" in table
 
 
 def test_labels_carry_lambda_only_when_it_tells_something(tmp_path) -> None:
@@ -367,9 +392,11 @@ def test_report_of_a_real_sweep(cli, tmp_path) -> None:
         "2",
         "3",
     )
-    assert float(row["mean"]) == pytest.approx(np.mean(seed_means), abs=1e-12)
-    assert float(row["std"]) == pytest.approx(np.std(seed_means), abs=1e-12)
-    cell = f"| Breakout | {np.mean(seed_means):.1f} ± {np.std(seed_means):.1f} |"
+    pooled = [e.score for run in runs for e in read_records(run / "eval" / "final_model" / "episodes.jsonl")[1]]
+    assert float(row["mean"]) == pytest.approx(np.mean(pooled), abs=1e-12)
+    assert float(row["episode_std"]) == pytest.approx(np.std(pooled), abs=1e-12)
+    assert float(row["seed_std"]) == pytest.approx(np.std(seed_means), abs=1e-12)
+    cell = f"| Breakout | {np.mean(pooled):.1f} ± {np.std(pooled):.1f} | {np.std(seed_means):.1f} |"
     assert cell in (out / "scores.md").read_text() and cell in result.stdout
     assert "2 seeds × 3 episodes per seed" in result.stdout
 

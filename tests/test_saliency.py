@@ -3,6 +3,7 @@ planted region for perturbation, no side effects on play, every method on every 
 
 from __future__ import annotations
 
+import copy
 import random
 
 import gymnasium as gym
@@ -194,6 +195,81 @@ def test_gradcam_plus_plus_matches_the_formula_worked_by_hand(patch_net) -> None
     expected = upsample(np.maximum((weights[:, :, None, None] * a).sum(axis=1), 0))
     got = get_method("gradcam++").raw(policy, obs, actions=[1, 0])
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_rectified_gradcam_matches_the_formula_worked_by_hand(patch_net) -> None:
+    policy, _, v, _, head = patch_net
+    # patch_net's activations are all positive; this bias and flat 12x12 patches make about half of them negative.
+    policy = copy.deepcopy(policy)
+    bias = np.array([-1.5, 0.0])
+    with torch.no_grad():
+        policy.features_extractor.conv.bias.copy_(torch.as_tensor(bias, dtype=torch.float32))
+    levels = np.random.default_rng(11).integers(0, 256, size=(2, 4, 7, 7))
+    obs = torch.as_tensor(levels.repeat(12, axis=2).repeat(12, axis=3), dtype=torch.uint8)
+    a = hand_activations(obs.numpy(), v, bias)
+    assert 0.3 < (a > 0).mean() < 0.8
+    r = np.maximum(a, 0)  # the rectified feature maps
+    w_value = policy.value_net.weight.detach().numpy().astype(np.float64).reshape(1, 2, 7, 7)
+    for target, w in ((0, head[[0, 0]]), ("value", w_value.repeat(2, axis=0))):
+        # y = sum W * r: dy/dr = W everywhere, also where the ReLU is off (before it: W * [A > 0]).
+        expected = upsample(np.maximum((w.mean(axis=(2, 3))[:, :, None, None] * r).sum(axis=1), 0))
+        got = get_method("gradcam", rectified=True).raw(policy, obs, target)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        assert float(got.max()) > 0.05 and differs(got, get_method("gradcam").raw(policy, obs, target))
+        alpha = w**2 / (2 * w**2 + r.sum(axis=(2, 3), keepdims=True) * w**3 + 1e-7)
+        weights = (np.where(w != 0, alpha, 0.0) * np.maximum(w, 0)).sum(axis=(2, 3))
+        expected_pp = upsample(np.maximum((weights[:, :, None, None] * r).sum(axis=1), 0))
+        got_pp = get_method("gradcam++", rectified=True).raw(policy, obs, target)
+        torch.testing.assert_close(got_pp, expected_pp, rtol=1e-4, atol=1e-6)
+
+
+def test_gradcam_matches_captum_before_and_after_the_relu(atari_obs) -> None:
+    """SB3's NatureCNN has the ReLU as a module: captum's LayerGradCam on the conv is the default, on the ReLU
+    module the rectified option."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    policy = policy_for("sb3_cnn")
+    modules = dict(policy.features_extractor.named_modules())
+    with torch.no_grad():
+        greedy = policy_forward(policy, atari_obs).logits.argmax(dim=1)
+    for layer, rectified in (("cnn.4", False), ("cnn.5", True)):
+        cam = LayerGradCam(lambda t: policy_forward(policy, t).logits, modules[layer])
+        attribution = cam.attribute(atari_obs.float(), target=greedy, relu_attributions=True)
+        reference = LayerAttribution.interpolate(attribution, (84, 84), interpolate_mode="bilinear")[:, 0].detach()
+        got = get_method("gradcam", rectified=rectified).raw(policy, atari_obs)
+        torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-6 * float(reference.abs().max()))
+    assert differs(get_method("gradcam").raw(policy, atari_obs), got)  # the two conventions give other maps
+
+
+def test_rectified_gradcam_needs_a_relu_after_the_layer(atari_obs) -> None:
+    with pytest.raises(ConfigError, match="goes through 0"):  # the "w/o final ReLU" variant
+        get_method("gradcam", rectified=True)(policy_for("sparse_fls_no_final_relu"), atari_obs)
+    with pytest.raises(ConfigError, match="rectified must be true or false"):
+        get_method("gradcam", rectified="yes")
+
+
+def test_fullgrad_resizes_with_aligned_corners_as_the_reference(patch_net) -> None:
+    """FullGrad on the one-conv net, worked by hand and resized as idiap/fullgrad-saliency does."""
+    policy, obs, v, conv_bias, head = patch_net
+    a = hand_activations(obs.numpy(), v, conv_bias)
+    y = np.einsum("akij,bkij->ba", head, np.maximum(a, 0))
+    g = head[y.argmax(axis=1)] * (a > 0)  # dy/dA
+    # dA[k, i, j] / dx[c, pixel of patch (i, j)] = v[k, c] / 255
+    grad_x = np.einsum("bkij,kc->bcij", g, v / 255.0).repeat(12, axis=2).repeat(12, axis=3)
+    x = obs.numpy().astype(np.float64)
+
+    def minmax(t: np.ndarray) -> np.ndarray:
+        flat = t.reshape(len(t), -1)
+        low, high = flat.min(axis=1), flat.max(axis=1)
+        return (t - low.reshape(-1, *[1] * (t.ndim - 1))) / (high - low).reshape(-1, *[1] * (t.ndim - 1))
+
+    bias_part = torch.as_tensor(minmax(np.abs(conv_bias[None, :, None, None] * g)))
+    resized = F.interpolate(bias_part, size=(84, 84), mode="bilinear", align_corners=True).sum(dim=1)
+    expected = torch.as_tensor(minmax(np.abs(x * grad_x)).sum(axis=1)) + resized
+    got = get_method("fullgrad").raw(policy, obs)
+    torch.testing.assert_close(got, expected.float(), rtol=1e-4, atol=1e-4)
+    half_pixel = F.interpolate(bias_part, size=(84, 84), mode="bilinear", align_corners=False).sum(dim=1)
+    assert float((half_pixel - resized).abs().max()) > 0.1  # the resize matters here
 
 
 def test_gradient_matches_captum_saliency(patch_net, atari_obs) -> None:

@@ -6,7 +6,8 @@ run of the sweep and writes, into ``report.out`` (default ``<sweep dir>/report/`
 - ``reward_curves.png`` / ``.svg`` (+ ``reward_curves.csv``): ``rollout/ep_rew_mean`` against agent steps, the mean
   across seeds with a ±std band, one panel per game and one line per model (the paper's Figure 3);
 - ``scores.md`` / ``scores.csv``: evaluation scores per game and model (Table 3), computed from each run's
-  per-episode records: the mean over seeds of each seed's mean score, ± the std of those means across seeds;
+  per-episode records: mean ± std of all episodes pooled over seeds (the paper's ±), and the std across seeds of
+  the per-seed means in a column of its own;
 - ``saliency.md`` / ``saliency.csv``: gaze agreement (NSS, KL, sAUC, CC; Table 4) from each run's gaze summaries,
   aggregated across seeds the same way;
 - ``runs.csv``: every run with what it has and what it lacks; ``report.md``: all of it, with the list of runs
@@ -462,6 +463,8 @@ def build_report(
                 notes.append(f"{game}, {label}: seeds {duplicates} appear in more than one run; each run counts once")
             means = [ev.mean for _, ev in cell]
             counts = [len(ev.episodes) for _, ev in cell]
+            # The paper's ± is the std of every episode's score pooled over seeds (ddof 0), not across seed means.
+            pooled = np.array([e.score for _, ev in cell for e in ev.episodes], np.float64)
             scores.append(
                 {
                     "game": game,
@@ -469,10 +472,12 @@ def build_report(
                     "model": by_label[label].model,
                     "entropy_lambda": by_label[label].entropy_lambda,
                     "seeds": len(cell),
+                    "episodes": len(pooled),
                     "episodes_per_seed_min": min(counts),
                     "episodes_per_seed_max": max(counts),
-                    "mean": float(np.mean(means)),
-                    "std": _std(means, ddof),
+                    "mean": float(pooled.mean()),
+                    "episode_std": float(pooled.std()),
+                    "seed_std": _std(means, ddof),
                     "seed_list": " ".join(str(r.seed) for r in seed_runs),
                     "seed_means": " ".join(repr(m) for m in means),
                 }
@@ -531,10 +536,12 @@ SCORE_COLUMNS = (
     "model",
     "entropy_lambda",
     "seeds",
+    "episodes",
     "episodes_per_seed_min",
     "episodes_per_seed_max",
     "mean",
-    "std",
+    "episode_std",
+    "seed_std",
     "seed_list",
     "seed_means",
 )
@@ -570,7 +577,8 @@ def _episodes_text(low: int, high: int) -> str:
 
 
 def scores_markdown(report: Report) -> str:
-    """Table 3: one row per game, one column per label, ``mean ± std`` across seeds."""
+    """Table 3: one row per game; per label ``mean ± episode std`` (all episodes pooled over seeds, as the paper)
+    and, in a column of its own, the std across seeds of the per-seed means."""
     if not report.scores:
         return "No complete evaluation in any run: evaluate with `python evaluate.py run=<run dir>`.\n"
     labels = [lab for lab in _label_order(report.runs) if any(r["label"] == lab for r in report.scores)]
@@ -578,19 +586,20 @@ def scores_markdown(report: Report) -> str:
     cells = {(r["game"], r["label"]): r for r in report.scores}
     shapes = {(r["seeds"], r["episodes_per_seed_min"], r["episodes_per_seed_max"]) for r in report.scores}
     uniform = len(shapes) == 1
-    lines = ["| Game | " + " | ".join(labels) + " |", "|---|" + "---:|" * len(labels)]
+    header = " | ".join(f"{label} | seed std" for label in labels)
+    lines = [f"| Game | {header} |", "|---|" + "---:|---:|" * len(labels)]
     for game in games:
         row = []
         for label in labels:
             cell = cells.get((game, label))
             if cell is None:
-                row.append("–")
+                row += ["–", "–"]
                 continue
-            text = f"{cell['mean']:.1f} ± {cell['std']:.1f}"
+            text = f"{cell['mean']:.1f} ± {cell['episode_std']:.1f}"
             if not uniform:
                 episodes = _episodes_text(cell["episodes_per_seed_min"], cell["episodes_per_seed_max"])
                 text += f" ({cell['seeds']} seeds × {episodes} ep.)"
-            row.append(text)
+            row += [text, f"{cell['seed_std']:.1f}"]
         lines.append(f"| {game} | " + " | ".join(row) + " |")
     which = f"`{report.checkpoint}`" if report.checkpoint else "the final model (else the newest checkpoint)"
     if uniform:
@@ -600,8 +609,9 @@ def scores_markdown(report: Report) -> str:
         shape = "seeds × episodes per seed as given in each cell"
     lines += [
         "",
-        f"Score (unclipped game return) of {which}: mean over seeds of each seed's mean over its episodes ± std "
-        f"across seeds (ddof {report.ddof}); {shape}. Computed from the per-episode records.",
+        f"Score (unclipped game return) of {which}: mean ± std (ddof 0) of all episodes pooled over seeds, as the "
+        f"paper's Table 3; seed std: std across seeds of the per-seed mean scores (ddof {report.ddof}), a different "
+        f"and usually much smaller number. {shape}. Computed from the per-episode records.",
     ]
     return "\n".join(lines) + "\n"
 

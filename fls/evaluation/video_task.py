@@ -29,8 +29,13 @@ def saliency_methods(cfg: DictConfig, loaded: Loaded) -> dict[str, SaliencyMetho
             f"saliency maps need an actor-critic agent (fls, PPO, A2C); {loaded.agent.algorithm} has no policy logits"
         )
     methods = {}
+    rectified = cfg.saliency.get("gradcam_rectified", False)
+    if not isinstance(rectified, bool):
+        raise ConfigError(f"saliency.gradcam_rectified must be true or false, got {rectified!r}")
     for name in names:
         options = {"layer": cfg.saliency.layer} if cfg.saliency.layer and name in ("gradcam", "gradcam++") else {}
+        if rectified and name in ("gradcam", "gradcam++"):
+            options["rectified"] = True
         method = get_method(str(name), **options)
         method.check(loaded.agent.policy)
         methods[str(name)] = method

@@ -6,7 +6,17 @@ saliency methods -> :func:`score_trials` (NSS, KL, CC, shuffled AUC; baselines) 
 
 from fls.gaze.baselines import BASELINES, BaselineMaps, center_prior, uniform_random
 from fls.gaze.evaluate import GazeResults, SaliencyFn, score_trials
-from fls.gaze.metrics import FrameScorer, auc_judd, cc, gaussian_blur, kl_divergence, nss, roc_auc, shuffled_auc
+from fls.gaze.metrics import (
+    FrameScorer,
+    auc_judd,
+    auc_rank,
+    cc,
+    gaussian_blur,
+    kl_divergence,
+    nss,
+    roc_auc,
+    shuffled_auc,
+)
 from fls.gaze.reader import GazeRow, ParseReport, Trial, iter_frames, list_trials, parse_gaze_lines, read_gaze
 from fls.gaze.replay import FIRST_INPUT, ReplayBatch, ReplayItem, frame_window, input_positions, replay_trial
 
@@ -23,6 +33,7 @@ __all__ = [
     "SaliencyFn",
     "Trial",
     "auc_judd",
+    "auc_rank",
     "cc",
     "center_prior",
     "frame_window",

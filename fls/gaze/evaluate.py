@@ -80,20 +80,31 @@ class GazeResults:
             for method in self.methods
         }
 
+    def kl_dropped(self) -> dict[tuple[str, str], int]:
+        """Per (game, method), the frames left out of the KL mean: KL undefined (the map is 0 where the blurred
+        fixations are not; only with the exact KL, ``eps = 0``)."""
+        column = METRICS.index("kl")
+        return {key: int((~np.isfinite(values[:, column])).sum()) for key, values in self.table().items()}
+
     def summary(self) -> dict[str, float]:
-        """Flat numbers for W&B: ``gaze/<game>/<method>/<metric>`` (mean), ``..._std`` and ``.../frames``.
+        """Flat numbers for W&B: ``gaze/<game>/<method>/<metric>`` (mean), ``..._std``, ``.../frames`` and
+        ``.../kl_dropped_frames``; ``gaze/kl_dropped_frames`` is their sum over games and methods.
 
         Means and (population) stds are over the frames where the metric is finite: the shuffled AUC is NaN
-        where a trial has no other input to draw negatives from, the KL infinite only with ``eps = 0``.
+        where a trial has no other input to draw negatives from, the KL infinite where it is undefined (the
+        paper's rule: such frames are left out of the KL mean and counted in ``kl_dropped_frames``).
         """
         out: dict[str, float] = {}
+        dropped = self.kl_dropped()
         for (game, method), values in self.table().items():
             for metric, column in zip(METRICS, values.T, strict=True):
                 mean, std, _ = _finite_stats(column)
                 out[f"gaze/{game}/{method}/{metric}"] = mean
                 out[f"gaze/{game}/{method}/{metric}_std"] = std
             out[f"gaze/{game}/{method}/frames"] = float(len(values))
+            out[f"gaze/{game}/{method}/kl_dropped_frames"] = float(dropped[(game, method)])
         out["gaze/skipped_inputs"] = float(sum(self.skipped.values()))
+        out["gaze/kl_dropped_frames"] = float(sum(dropped.values()))
         return out
 
     def to_markdown(self) -> str:
@@ -116,6 +127,7 @@ class GazeResults:
             "",
             "Frames: network inputs (raw frame i = 4n >= 16, 8 raw frames each) with at least one fixation; "
             f"{sum(self.skipped.values())} inputs without fixation skipped. Mean ± population std over frames.",
+            self._kl_note(),
         ]
         settings = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         if settings:
@@ -124,6 +136,21 @@ class GazeResults:
         if problems:
             lines += ["", "Gaze files with problems:", *(f"- {line}" for line in problems)]
         return "\n".join(lines) + "\n"
+
+    def _kl_note(self) -> str:
+        """What the KL column is, and the frames its mean leaves out."""
+        eps = float(self.settings.get("eps", KL_EPSILON))
+        if eps > 0:
+            return (
+                f"KL: regularised, sum P log(eps + P / (Q + eps)) with eps = {eps:g} (not the paper's exact KL; "
+                "a map that misses the fixations is capped near log(1/eps) - H(P)); no frame left out."
+            )
+        dropped = {key: n for key, n in self.kl_dropped().items() if n}
+        text = "KL: exact, sum P log(P / Q); frames where it is undefined (Q = 0 where P > 0) are left out of its mean"
+        if not dropped:
+            return text + ": none here."
+        counts = ", ".join(f"{game} {method} {n}" for (game, method), n in dropped.items())
+        return text + f" ({sum(dropped.values())} frames: {counts})."
 
     def write_csv(self, path: str | os.PathLike) -> Path:
         """Write the per-frame records (header :data:`CSV_COLUMNS`) atomically: a temporary file, then ``os.replace``.
@@ -178,7 +205,7 @@ def score_trials(
         splits: shuffled-AUC splits.
         seed: seed of every random choice (negatives, random baseline).
         sigma: Gaussian blur of the fixation maps (KL, CC), in raw-frame pixels.
-        eps: KL regulariser (see :func:`~fls.gaze.metrics.kl_divergence`).
+        eps: KL regulariser; 0 (default) is the exact KL (see :func:`~fls.gaze.metrics.kl_divergence`).
         progress: show a tqdm bar over network inputs.
     """
     if methods is not None:

@@ -188,11 +188,15 @@ def minmax_per_sample(x: torch.Tensor) -> torch.Tensor:
     return torch.where(span > 0, (x - low) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(x))
 
 
-def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear (half-pixel centres) resize of (B, C, h, w) maps; a no-op when already at ``size``."""
+def resize_maps(maps: torch.Tensor, size: tuple[int, int], *, align_corners: bool = False) -> torch.Tensor:
+    """Bilinear resize of (B, C, h, w) maps; a no-op when already at ``size``.
+
+    ``align_corners=False`` (default): half-pixel centres, each map pixel covers its share of the input.
+    ``True``: the corner pixels of the map land on the corner pixels of the input (FullGrad's reference).
+    """
     if tuple(maps.shape[-2:]) == tuple(size):
         return maps
-    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=align_corners)
 
 
 def reduce_frames(per_frame: torch.Tensor, how: FrameReduce) -> torch.Tensor:

@@ -56,7 +56,9 @@ class FullGrad(SaliencyMethod):
     """FullGrad: psi(|x * dy/dx|) + sum_layers psi(|b * dy/d out|), psi = per-sample min-max to [0, 1] over
     (channels, positions), then bilinear resize to the input and sum over channels (the reference's order).
 
-    No options.
+    The resize aligns corners (``align_corners=True``), as the reference implementation (idiap/fullgrad-saliency,
+    ``saliency/fullgrad.py``) does. Half-pixel resizing would shift each layer's map by up to half a coarse
+    pixel (measured: up to 0.14 of the peak on sparse_fls with random biases, Breakout frames). No options.
     """
 
     name = "fullgrad"
@@ -68,7 +70,7 @@ class FullGrad(SaliencyMethod):
         for conv, grad in layer_grads:
             part = minmax_per_sample((_bias(conv) * grad).abs())
             # Bilinear resizing is linear, so summing the channels first gives the same map for less work.
-            total = total + resize_maps(part.sum(dim=1, keepdim=True), size)[:, 0]
+            total = total + resize_maps(part.sum(dim=1, keepdim=True), size, align_corners=True)[:, 0]
         return total
 
 
