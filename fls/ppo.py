@@ -267,7 +267,9 @@ class LinearDecay:
         self.initial = float(initial)
 
     def __call__(self, progress_remaining: float) -> float:
-        return self.initial * progress_remaining
+        # SB3's progress can dip below 0 on the last update when the budget is not a multiple of the rollout size;
+        # a negative learning rate would step uphill.
+        return self.initial * max(progress_remaining, 0.0)
 
     def __repr__(self) -> str:
         return f"LinearDecay({self.initial})"

@@ -181,3 +181,8 @@ def test_all_zero_attention_is_uniform_not_nan(name: str) -> None:
     entropy.sum().backward()
     assert torch.isfinite(zero.grad).all()
     model.env.close()
+
+
+def test_linear_decay_never_goes_negative() -> None:
+    """SB3's progress dips below 0 on the last update when the budget is not a multiple of the rollout."""
+    assert LinearDecay(2.5e-4)(-0.000018) == 0.0
