@@ -1,6 +1,7 @@
 """Saliency maps for Atari policies (actor-critics, and DQN / QR-DQN Q-networks): the built-in attention ("free
-lunch") and the usual post-hoc methods (Grad-CAM, Grad-CAM++, FullGrad, FullGrad++, gradient, SmoothGrad, VarGrad, integrated gradients,
-perturbation), one interface ``method(policy, observations, target) -> (B, 84, 84)``, and videos of them.
+lunch") and the usual post-hoc methods (Grad-CAM, Grad-CAM++, FullGrad, FullGrad++, gradient, SmoothGrad, VarGrad,
+integrated gradients, perturbation), one interface ``method(policy, observations, target) -> (B, 84, 84)``, and
+videos of them.
 
 Example::
 

@@ -4,9 +4,9 @@
 a whole game, until ``info["game_over"]``), choosing actions from one forward pass per step (sampled from a
 seeded generator, or greedy with ``deterministic=True``; a Q-network plays ε-greedy with ``epsilon``, as SB3's
 ``DQN.predict``: with probability ε a uniformly random action, drawn from the same generator). The ``attention``
-map comes from that very forward pass; the other methods explain the same observation and the taken action afterwards, in batches of ``map_batch`` steps
-(batching makes them several times cheaper per frame, and no map can influence the actions: methods restore the
-policy's state and draw from no global RNG).
+map comes from that very forward pass; the other methods explain the same observation and the taken action
+afterwards, in batches of ``map_batch`` steps (batching makes them several times cheaper per frame, and no map can
+influence the actions: methods restore the policy's state and draw from no global RNG).
 
 :func:`record_video` lays out each step as: the raw 210x160 frame, one titled overlay panel per method, optionally
 the preprocessed input (newest of the 4 stacked frames), all upscaled ``scale`` times, above a text strip with the
