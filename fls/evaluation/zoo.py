@@ -131,7 +131,7 @@ class ZooExperiment:
     def models(self) -> dict[str, Path]:
         """The model files of the folder by ``zoo.model`` choice: "final", "best" and each checkpoint step."""
         found: dict[str, Path] = {}
-        final = self.folder / f"{self.env_id}.zip"
+        final = self.folder / f"{self.env_id.replace('/', '-')}.zip"  # rl-zoo3's EnvironmentName: ALE/X -> ALE-X
         if final.is_file():
             found["final"] = final
         if (self.folder / "best_model.zip").is_file():
@@ -155,7 +155,7 @@ class ZooExperiment:
         if choice not in ("final", "best") and not choice.isdigit():
             raise ConfigError(f"zoo.model must be {MODEL_CHOICES}, got '{choice}' (in {self.folder}: {available})")
         why = {
-            "final": f"no {self.env_id}.zip (training did not finish?)",
+            "final": f"no {self.env_id.replace('/', '-')}.zip (training did not finish?)",
             "best": "no best_model.zip (rl-zoo3 writes it only when evaluating, --eval-freq > 0)",
         }.get(choice, f"no rl_model_{choice}_steps.zip")
         raise ConfigError(f"zoo.model={choice}: {self.folder} has {why}; available: {available}")
