@@ -208,6 +208,34 @@ def test_a_zoo_folder_on_the_command_line(cli, tmp_path, dqn_zip) -> None:
     assert wrong_game.returncode == 2 and "trained on Breakout" in wrong_game.stderr
     attention = cli("evaluate.py", f"checkpoint={folder}", "saliency=[attention]", "video=true", QUIET)
     assert attention.returncode == 2 and "methods that apply: gradcam" in attention.stderr, attention.stderr
+    # task=gaze explains a DQN like a PPO agent (the greedy action's Q on each replayed input).
+    from tests.test_gaze import make_trial
+
+    make_trial(tmp_path / "atari_head")
+    gaze = cli(
+        "evaluate.py",
+        "task=gaze",
+        f"checkpoint={folder}",
+        f"gaze.data={tmp_path / 'atari_head'}",
+        "saliency=[gradcam,fullgrad++]",
+        "gaze.splits=10",
+        QUIET,
+    )
+    assert gaze.returncode == 0, gaze.stderr[-3000:]
+    table = (folder / "gaze" / "Breakout" / "summary.md").read_text()
+    assert "| breakout | gradcam |" in table and "| breakout | fullgrad++ |" in table
+    frames = cli(
+        "evaluate.py",
+        f"checkpoint={folder}",
+        "saliency=[gradcam++,perturbation_critic]",
+        "video=true",
+        "saliency.max_steps=3",
+        "saliency.frames=true",
+        "saliency.target=value",
+        QUIET,
+    )
+    assert frames.returncode == 0, frames.stderr[-3000:]
+    assert len(list((folder / "videos").glob("*_frames/*.png"))) == 3
 
 
 # --- rl_zoo3's own train entry (slow) ------------------------------------------------------------------------------
@@ -248,10 +276,8 @@ def test_rl_zoo3_folders_are_evaluated_and_explained(cli, zoo_logs, algo, tmp_pa
     assert header["epsilon"] == (0.01 if q_learning else None)  # the zoo's final exploration rate, as enjoy plays
     again = cli("evaluate.py", *args, f"eval.out={tmp_path / 'again'}")
     assert again.returncode == 0, again.stderr[-3000:]
-    assert read_records(tmp_path / "again" / "episodes.jsonl")[1] == sorted(episodes, key=lambda e: e.index) or (
-        sorted(read_records(tmp_path / "again" / "episodes.jsonl")[1], key=lambda e: e.index)
-        == sorted(episodes, key=lambda e: e.index)
-    )
+    replayed = read_records(tmp_path / "again" / "episodes.jsonl")[1]
+    assert sorted(replayed, key=lambda e: e.index) == sorted(episodes, key=lambda e: e.index)  # ε draws are seeded
     if q_learning:
         greedy = cli("evaluate.py", *args, "eval.deterministic=true", f"eval.out={tmp_path / 'greedy'}")
         assert greedy.returncode == 0, greedy.stderr[-3000:]
