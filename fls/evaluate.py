@@ -14,7 +14,7 @@ from fls.envs.games import GAMES, GameSpec
 from fls.errors import ConfigError
 from fls.evaluation.agent import Agent, load_agent, resolve_checkpoint, run_game
 from fls.evaluation.records import EpisodeLog, read_records, records_path, shard_episodes
-from fls.evaluation.runner import run_episodes
+from fls.evaluation.runner import acting_epsilon, run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.rundir import CONFIG_FILE
 from fls.train import resolve_device
@@ -50,8 +50,16 @@ def _check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
     """Evaluation seeds must not be seeds the agent was trained on."""
     if run_dir is None:
         return
-    trained = OmegaConf.load(run_dir / CONFIG_FILE)
-    first, count = int(trained.seed), int(trained.env.num_envs)
+    if not (run_dir / CONFIG_FILE).is_file():  # an rl-zoo3 experiment folder: env i is seeded seed + i too
+        from fls.evaluation.zoo import read_zoo_folder
+
+        experiment = read_zoo_folder(run_dir)
+        if experiment.seed is None:
+            return
+        first, count = experiment.seed, experiment.n_envs
+    else:
+        trained = OmegaConf.load(run_dir / CONFIG_FILE)
+        first, count = int(trained.seed), int(trained.env.num_envs)
     lo, hi = int(cfg.eval.seed), int(cfg.eval.seed) + int(cfg.eval.num_envs)
     if lo < first + count and first < hi:
         raise ConfigError(
@@ -81,6 +89,11 @@ def _setting(cfg: DictConfig) -> dict[str, Any]:
     return dict(ev)
 
 
+def _zoo_model(cfg: DictConfig) -> str:
+    """``zoo.model``: which model of an rl-zoo3 experiment folder (final, best or a checkpoint step)."""
+    return str(OmegaConf.select(cfg, "zoo.model", default="final"))
+
+
 @dataclass
 class Loaded:
     """What every evaluation task starts from: the agent, where it came from and the game it plays."""
@@ -94,7 +107,7 @@ class Loaded:
 
 def load(cfg: DictConfig) -> Loaded:
     """Resolve run=/checkpoint=, the game and the device, and load the agent checked against the game."""
-    checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
+    checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint, _zoo_model(cfg))
     game = _game(cfg, run_dir)
     spec = get_game(game)
     device = resolve_device(str(cfg.device))
@@ -112,6 +125,7 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
     agent, checkpoint, run_dir, game, spec = loaded.agent, loaded.checkpoint, loaded.run_dir, loaded.game, loaded.spec
     _check_seeds(cfg, run_dir)
     max_steps = int(ev["max_episode_steps"] or spec.eval_max_episode_steps)
+    epsilon = acting_epsilon(agent, bool(ev["deterministic"]), ev.get("epsilon"))
 
     out_dir = _out_dir(cfg, checkpoint, run_dir)
     meta = {
@@ -121,7 +135,8 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
         "game": game,
         "episodes": ev["episodes"],
         "seed": ev["seed"],
-        "deterministic": bool(ev["deterministic"]) or not agent.stochastic,
+        "deterministic": bool(ev["deterministic"]) or (not agent.stochastic and not epsilon),
+        "epsilon": epsilon,  # Q-learning agents' ε-greedy (drawn from each episode's generator); null: sampled
         "max_episode_steps": max_steps,
         "num_envs": ev["num_envs"],
         "num_shards": ev["num_shards"],
@@ -138,6 +153,7 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
             base_seed=ev["seed"],
             streams=ev["num_envs"],
             deterministic=bool(ev["deterministic"]),
+            epsilon=epsilon,
             max_episode_steps=max_steps,
             on_episode=log.append,
         )
@@ -187,7 +203,8 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
         headers.append(header)
         for episode in records:
             episodes.setdefault(episode.index, episode)
-    keys = ("digest", "game", "episodes", "seed", "deterministic", "max_episode_steps", "num_envs", "num_shards")
+    keys = ("digest", "game", "episodes", "seed", "deterministic", "epsilon", "max_episode_steps", "num_envs")
+    keys = (*keys, "num_shards")
     for header in headers[1:]:
         for key in keys:
             if header.get(key) != headers[0].get(key):
@@ -233,5 +250,5 @@ def main(cfg: DictConfig) -> None:
 
         make_report(cfg)  # a report reads many runs (sweep=), not the one agent load() resolves
     else:
-        checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint)
+        checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint, _zoo_model(cfg))
         merge(_out_dir(cfg, checkpoint, run_dir), cfg)

@@ -1,5 +1,6 @@
-"""Saliency methods on real policies: hand-worked Grad-CAM/Grad-CAM++, the attention of the acting forward pass, a
-planted region for perturbation, no side effects on play, every method on every model, errors, and videos."""
+"""Saliency methods on real policies: hand-worked Grad-CAM/Grad-CAM++ (actor-critic and Q-networks), the attention of
+the acting forward pass, a planted region for perturbation, no side effects on play, every method on every model
+(SB3 DQN and sb3-contrib QR-DQN included), errors, and videos."""
 
 from __future__ import annotations
 
@@ -10,15 +11,19 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy
+from sb3_contrib.qrdqn.policies import CnnPolicy as QRDQNCnnPolicy
+from sb3_contrib.qrdqn.policies import QRDQNPolicy
+from stable_baselines3.common.policies import ActorCriticCnnPolicy, ActorCriticPolicy, BasePolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.dqn.policies import CnnPolicy as DQNCnnPolicy
+from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 from torch.nn import functional as F
 
 from fls.errors import ConfigError
 from fls.models import MODELS, build_policy, render_attention
 from fls.saliency import METHODS, AttentionSaliency, get_method, policy_forward
-from fls.saliency.base import normalize_maps
+from fls.saliency.base import normalize_maps, trunk_extractor
 from fls.saliency.video import overlay, play, record_video
 
 OBS_SPACE = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
@@ -63,14 +68,19 @@ def cheap_methods(names=None) -> dict:
     return {name: get_method(name, **CHEAP.get(name, {})) for name in names or METHODS}
 
 
-_POLICIES: dict[str, ActorCriticPolicy] = {}
+_POLICIES: dict[str, BasePolicy] = {}
+Q_VARIANTS = ("sb3_dqn", "sb3_qrdqn")  # SB3's DQN CnnPolicy and sb3-contrib's QR-DQN CnnPolicy, as the zoo trains
 
 
-def policy_for(variant: str) -> ActorCriticPolicy:
+def policy_for(variant: str) -> BasePolicy:
     """One untrained policy per variant for the module (the orthogonal init of the 3136x512 layer is slow)."""
     if variant not in _POLICIES:
         torch.manual_seed(0)
-        if variant.startswith("sb3_cnn"):  # SB3's own CnnPolicy (NatureCNN, normalize_images), as PPO("CnnPolicy")
+        if variant == "sb3_dqn":
+            _POLICIES[variant] = DQNCnnPolicy(OBS_SPACE, gym.spaces.Discrete(N_ACTIONS), lambda _: 1e-4)
+        elif variant == "sb3_qrdqn":
+            _POLICIES[variant] = QRDQNCnnPolicy(OBS_SPACE, gym.spaces.Discrete(N_ACTIONS), lambda _: 1e-4)
+        elif variant.startswith("sb3_cnn"):  # SB3's own CnnPolicy (NatureCNN, normalize_images), as PPO("CnnPolicy")
             _POLICIES[variant] = ActorCriticCnnPolicy(
                 OBS_SPACE,
                 gym.spaces.Discrete(N_ACTIONS),
@@ -272,6 +282,80 @@ def test_fullgrad_resizes_with_aligned_corners_as_the_reference(patch_net) -> No
     assert float((half_pixel - resized).abs().max()) > 0.1  # the resize matters here
 
 
+def hand_q_network(kind: str, v: np.ndarray, conv_bias: np.ndarray, seed: int = 11):
+    """A DQN / QR-DQN policy on PatchConv with the patch_net conv; returns it, its (3, 2, 7, 7) action-value head and
+    (3,) bias (QR-DQN: the mean over its 5 quantiles of each action's). The target network gets other weights, so a
+    map that used it would differ."""
+    rng = np.random.default_rng(seed)
+    common = {"net_arch": [], "features_extractor_class": PatchConv, "normalize_images": False}
+    if kind == "dqn":
+        policy = DQNPolicy(OBS_SPACE, gym.spaces.Discrete(3), lambda _: 0.0, **common)
+        online, target, rows = policy.q_net, policy.q_net_target, 3
+    else:
+        policy = QRDQNPolicy(OBS_SPACE, gym.spaces.Discrete(3), lambda _: 0.0, n_quantiles=5, **common)
+        online, target, rows = policy.quantile_net, policy.quantile_net_target, 15
+    weights, bias = rng.normal(size=(rows, 98)), rng.normal(size=rows)
+    with torch.no_grad():
+        for network, scale in ((online, 1.0), (target, -3.0)):
+            conv = network.features_extractor.conv
+            conv.weight.copy_(torch.as_tensor(scale * v, dtype=torch.float32)[:, :, None, None].expand(2, 4, 12, 12))
+            conv.bias.copy_(torch.as_tensor(conv_bias, dtype=torch.float32))
+            linear = next(m for m in network.modules() if isinstance(m, nn.Linear))
+            linear.weight.copy_(torch.as_tensor(scale * weights, dtype=torch.float32))
+            linear.bias.copy_(torch.as_tensor(scale * bias, dtype=torch.float32))
+    if kind == "dqn":
+        return policy, weights.reshape(3, 2, 7, 7), bias
+    # QuantileNetwork views its output as (B, n_quantiles, A): row q * A + a is quantile q of action a.
+    return policy, weights.reshape(5, 3, 98).mean(axis=0).reshape(3, 2, 7, 7), bias.reshape(5, 3).mean(axis=0)
+
+
+@pytest.mark.parametrize("kind", ["dqn", "qrdqn"])
+def test_gradcam_on_a_q_network_explains_q_of_the_action(kind: str, patch_net) -> None:
+    """Grad-CAM worked by hand with y = Q(s, a) (QR-DQN: the mean of a's quantiles), y = max_a Q for "value"."""
+    _, obs, v, conv_bias, _ = patch_net
+    policy, head, q_bias = hand_q_network(kind, v, conv_bias)
+    a = hand_activations(obs.numpy(), v, conv_bias)
+    q = np.einsum("akij,bkij->ba", head, np.maximum(a, 0)) + q_bias
+    torch.testing.assert_close(policy_forward(policy, obs).logits.double(), torch.as_tensor(q), rtol=1e-4, atol=1e-4)
+
+    def expected(rows: np.ndarray) -> torch.Tensor:
+        grad = head[rows] * (a > 0)  # dQ_a/dA = W_a where A > 0
+        return upsample(np.maximum((grad.mean(axis=(2, 3))[:, :, None, None] * a).sum(axis=1), 0))
+
+    method = get_method("gradcam")  # default layer: the online network's conv, never the target network's
+    assert method.layer_name(policy) == ("q_net" if kind == "dqn" else "quantile_net") + ".features_extractor.conv"
+    greedy = q.argmax(axis=1)
+    torch.testing.assert_close(method.raw(policy, obs), expected(greedy), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        method.raw(policy, obs, actions=[1, 0]), expected(np.array([1, 0])), rtol=1e-4, atol=1e-5
+    )
+    torch.testing.assert_close(method.raw(policy, obs, 2), expected(np.array([2, 2])), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(method.raw(policy, obs, "value"), expected(greedy), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["dqn", "qrdqn"])
+def test_perturbation_on_a_q_network_is_half_the_squared_q_change(kind: str, patch_net) -> None:
+    from fls.saliency.perturbation import gaussian_blur
+
+    _, obs, v, conv_bias, _ = patch_net
+    policy = hand_q_network(kind, v, conv_bias)[0]
+    x = obs[:1].float()
+    yy, xx = torch.meshgrid(torch.arange(84.0), torch.arange(84.0), indexing="ij")
+    mask = torch.exp(-(yy**2 + xx**2) / (2 * 5.0**2))
+    perturbed = x * (1 - mask) + gaussian_blur(x, 3.0) * mask
+    with torch.no_grad():
+        if kind == "dqn":
+            clean, changed = policy.q_net(x), policy.q_net(perturbed)
+        else:
+            clean, changed = policy.quantile_net(x).mean(dim=1), policy.quantile_net(perturbed).mean(dim=1)
+    actor = 0.5 * (clean - changed).pow(2).sum()
+    critic = 0.5 * (clean.max() - changed.max()).pow(2)
+    assert actor > 0
+    torch.testing.assert_close(get_method("perturbation", stride=84).raw(policy, obs[:1]), actor.expand(1, 84, 84))
+    critic_map = get_method("perturbation_critic", stride=84).raw(policy, obs[:1])
+    torch.testing.assert_close(critic_map, critic.expand(1, 84, 84))
+
+
 def test_gradient_matches_captum_saliency(patch_net, atari_obs) -> None:
     from captum.attr import Saliency
 
@@ -361,7 +445,7 @@ def policy_state(policy: nn.Module) -> dict:
     }
 
 
-@pytest.mark.parametrize("variant", ["sparse_fls", "sb3_cnn"])
+@pytest.mark.parametrize("variant", ["sparse_fls", "sb3_cnn", "sb3_dqn"])
 def test_methods_leave_no_trace(variant: str, atari_obs: torch.Tensor) -> None:
     policy = policy_for(variant)
     obs = atari_obs[:2]
@@ -370,7 +454,7 @@ def test_methods_leave_no_trace(variant: str, atari_obs: torch.Tensor) -> None:
         policy(obs)  # leaves last_attention: a loss could still read it
     before = policy_state(policy)
     rng_states = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
-    methods = cheap_methods([n for n in METHODS if n != "attention" or variant != "sb3_cnn"])
+    methods = cheap_methods([n for n in METHODS if n != "attention" or variant == "sparse_fls"])
     for name, method in methods.items():
         first = method(policy, obs)
         torch.testing.assert_close(method(policy, obs), first, msg=f"{name} is not deterministic")
@@ -394,16 +478,24 @@ STEPS = 200
 
 
 @pytest.mark.slow
-def test_saliency_on_or_off_gives_the_same_game() -> None:
-    """An untrained sparse_fls playing Breakout with sampled actions: every method on, or none, same game."""
-    policy = policy_for("sparse_fls")
+@pytest.mark.parametrize("variant", ["sparse_fls", *Q_VARIANTS])
+def test_saliency_on_or_off_gives_the_same_game(variant: str) -> None:
+    """An untrained policy playing Breakout with sampled (Q-networks: ε-greedy) actions: every method that applies
+    on, or none, same game."""
+    policy = policy_for(variant)
     policy.train()
-    off = play(policy, "Breakout", seed=11, episodes=3, max_steps=STEPS)
-    on = play(policy, "Breakout", seed=11, episodes=3, max_steps=STEPS, methods=cheap_methods(), map_batch=64)
+    # A large ε: the untrained Q-networks' greedy action is nearly constant.
+    acting = {"epsilon": 0.5} if variant in Q_VARIANTS else {}
+    names = [n for n in METHODS if n != "attention" or variant not in Q_VARIANTS]
+    off = play(policy, "Breakout", seed=11, episodes=3, max_steps=STEPS, **acting)
+    on = play(
+        policy, "Breakout", seed=11, episodes=3, max_steps=STEPS, methods=cheap_methods(names), map_batch=64, **acting
+    )
     assert policy.training
     assert [(e.score, e.length, e.actions) for e in on] == [(e.score, e.length, e.actions) for e in off]
-    assert sum(e.length for e in on) == STEPS and len(on) >= 2  # a game over and a new game within the steps
-    assert on[0].finished and not on[-1].finished
+    assert sum(e.length for e in on) == STEPS and not on[-1].finished
+    if variant not in Q_VARIANTS:  # an untrained DQN's first game outlasted the 200 steps (measured)
+        assert len(on) >= 2 and on[0].finished  # a game over and a new game within the steps
     assert len(set(on[0].actions)) > 1  # sampled actions, not a constant
     policy.eval()
 
@@ -419,10 +511,10 @@ def check_maps(maps: torch.Tensor, batch: int, name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", [*VARIANTS, "sb3_cnn", "sb3_cnn_separate"])
+@pytest.mark.parametrize("variant", [*VARIANTS, "sb3_cnn", "sb3_cnn_separate", *Q_VARIANTS])
 def test_every_method_runs_on_every_model(variant: str, atari_obs: torch.Tensor) -> None:
     policy = policy_for(variant)
-    has_attention = getattr(policy.features_extractor, "has_attention", False)
+    has_attention = getattr(trunk_extractor(policy), "has_attention", False)
     obs = atari_obs[:2]
     for name, method in cheap_methods().items():
         if name == "attention" and not has_attention:
@@ -504,13 +596,14 @@ def test_bad_layer_lists_the_conv_layers(atari_obs: torch.Tensor) -> None:
 
 
 def test_attention_on_a_model_without_attention_names_the_models_with_it(atari_obs: torch.Tensor) -> None:
-    for variant in ["nature_cnn", "sb3_cnn"]:
+    for variant in ["nature_cnn", "sb3_cnn", *Q_VARIANTS]:
         with pytest.raises(ConfigError) as info:
             get_method("attention")(policy_for(variant), atari_obs)
         message = str(info.value)
         assert "needs a model with attention" in message and "\n" not in message
         for name in ["daqn", "dense_fls", "rs", "sparse_fls"]:
             assert name in message
+        assert "methods that apply: gradcam, gradcam++, fullgrad, fullgrad++" in message
     with pytest.raises(ConfigError, match="needs a model with attention"):
         play(policy_for("nature_cnn"), "Breakout", methods=["attention"], max_steps=1)
 

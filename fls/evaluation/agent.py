@@ -92,10 +92,18 @@ class Agent:
         return policy.quantile_net(x).mean(dim=1)  # QR-DQN: expected value over quantiles
 
 
-def resolve_checkpoint(run: str | None, checkpoint: str | None) -> tuple[Path, Path | None]:
-    """(checkpoint file, run directory or None) from ``run=`` (newest checkpoint) or ``checkpoint=`` (a file)."""
+def resolve_checkpoint(
+    run: str | None, checkpoint: str | None, zoo_model: str | int = "final"
+) -> tuple[Path, Path | None]:
+    """(checkpoint file, run directory or None) from ``run=`` (newest checkpoint) or ``checkpoint=`` (a file, or an
+    rl-zoo3 experiment folder whose ``zoo_model`` is taken; the folder is then the run directory)."""
     if bool(run) == bool(checkpoint):
         raise ConfigError("give exactly one of run=<run dir> or checkpoint=<file.zip>")
+    from fls.evaluation.zoo import zoo_checkpoint
+
+    zoo = zoo_checkpoint(run, checkpoint, zoo_model)
+    if zoo is not None:
+        return zoo
     if run:
         run_dir = Path(run).expanduser().resolve()
         final = run_dir / FINAL_MODEL
@@ -107,9 +115,13 @@ def resolve_checkpoint(run: str | None, checkpoint: str | None) -> tuple[Path, P
 
 
 def run_game(run_dir: Path | None) -> str | None:
-    """The game a run directory was trained on (None outside fls runs)."""
+    """The game a run directory (an fls run or an rl-zoo3 experiment folder) was trained on (None without one)."""
     if run_dir is None:
         return None
+    if not (run_dir / CONFIG_FILE).is_file():
+        from fls.evaluation.zoo import read_zoo_folder
+
+        return read_zoo_folder(run_dir).game
     return str(OmegaConf.load(run_dir / CONFIG_FILE).env.name)
 
 
@@ -153,3 +165,18 @@ def load_agent(path: Path, device: torch.device | str = "cpu", n_actions: int | 
         algorithm.__name__ in ("AttentionPPO", "PPO", "A2C"),
         channels_last,
     )
+
+
+def saved_exploration_rate(path: Path) -> float | None:
+    """The ε a DQN / QR-DQN archive acts with (``exploration_rate``, else ``exploration_final_eps``), read from the
+    archive's JSON ``data`` without unpickling anything; None if it records neither."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError):
+        return None
+    for key in ("exploration_rate", "exploration_final_eps"):
+        value = data.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+            return float(value)
+    return None

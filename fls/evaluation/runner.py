@@ -8,6 +8,10 @@ favours short games), and an episode's outcome is a function of its index alone:
 and skips the no-op draws of the games already recorded (an unseeded reset draws one; a reseed reloads the ROM and
 costs 20 times more, which is why episodes are not reseeded one by one). Shards split the streams.
 
+Actor-critics sample from their logits; Q-learning agents (DQN, QR-DQN) play ε-greedy as rl-zoo3's ``enjoy`` does
+(SB3's ``predict``: with probability ε a uniformly random action), at the ε the archive saved unless told otherwise
+(:func:`acting_epsilon`). Either way the draws come from the episode's own generator.
+
 The envs are split into two groups stepped in turn: while the C++ threads step one group, the policy runs on the
 other group's observations, so env stepping and inference overlap instead of waiting for each other.
 """
@@ -23,7 +27,8 @@ from tqdm import tqdm
 
 from fls.envs import make_vec_env
 from fls.envs.games import GameSpec
-from fls.evaluation.agent import Agent
+from fls.errors import ConfigError
+from fls.evaluation.agent import Agent, saved_exploration_rate
 from fls.evaluation.records import Episode
 
 
@@ -32,8 +37,46 @@ def episode_rng(base_seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(base_seed), int(index)])
 
 
-def choose_actions(scores: np.ndarray, rngs: Sequence[np.random.Generator | None], sample: bool) -> np.ndarray:
-    """Greedy actions, or samples from softmax(scores) by the Gumbel-max trick with each row's own generator."""
+def acting_epsilon(agent: Agent, deterministic: bool, epsilon: float | None) -> float | None:
+    """The ε of an ε-greedy Q-learning agent: 0 when ``deterministic``, else ``epsilon`` if given, else the
+    exploration rate saved in the agent's archive (rl-zoo3's ``enjoy``). None for actor-critics, which sample
+    from their policy (an ``epsilon`` for them is refused)."""
+    if epsilon is not None:
+        if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0.0 <= float(epsilon) <= 1.0:
+            raise ConfigError(f"eval.epsilon must be a probability in [0, 1] or null, got {epsilon!r}")
+        if agent.stochastic:
+            raise ConfigError(
+                f"eval.epsilon applies to Q-learning agents (DQN, QR-DQN); {agent.algorithm} samples its actions "
+                "from its policy (eval.deterministic=true for greedy play)"
+            )
+        if deterministic and float(epsilon) > 0:
+            raise ConfigError(f"eval.epsilon={epsilon} contradicts greedy play (deterministic=true): drop one")
+    if agent.stochastic:
+        return None
+    if deterministic:
+        return 0.0
+    if epsilon is not None:
+        return float(epsilon)
+    saved = saved_exploration_rate(agent.path)
+    if saved is None:
+        raise ConfigError(
+            f"{agent.path} records no exploration rate: set eval.epsilon=<ε> (rl-zoo3's Atari agents: 0.01) "
+            "or eval.deterministic=true"
+        )
+    return saved
+
+
+def choose_actions(
+    scores: np.ndarray, rngs: Sequence[np.random.Generator | None], sample: bool, epsilon: float = 0.0
+) -> np.ndarray:
+    """Greedy actions, ε-greedy ones (``epsilon`` > 0), or samples from softmax(scores) by the Gumbel-max trick,
+    each row drawing from its own generator (rows without one act greedily)."""
+    if epsilon > 0:
+        actions = scores.argmax(axis=1)
+        for row, rng in enumerate(rngs):
+            if rng is not None and rng.random() < epsilon:
+                actions[row] = rng.integers(scores.shape[1])
+        return actions
     if not sample:
         return scores.argmax(axis=1)
     noisy = scores.astype(np.float64, copy=True)
@@ -107,6 +150,7 @@ def run_episodes(
     base_seed: int,
     streams: int = 16,
     deterministic: bool = False,
+    epsilon: float | None = None,
     max_episode_steps: int | None = None,
     on_episode: Callable[[Episode], None] = lambda _: None,
     progress: bool = True,
@@ -116,6 +160,7 @@ def run_episodes(
     """Play the episodes ``indices`` (episode i: game i // streams of stream i % streams, whose env is seeded
     base_seed + stream) and return their records in finishing order.
 
+    ``epsilon``: the ε of a Q-learning agent (:func:`acting_epsilon`; None: greedy), ignored when ``deterministic``.
     ``on_episode`` is called as each episode ends (evaluation appends it to the records file there).
     ``overlap`` steps two groups of envs in turn so that inference on one overlaps stepping of the other; on a
     CPU, torch then uses one thread (the other cores are stepping games): small batches lose little from it,
@@ -149,12 +194,13 @@ def run_episodes(
         for part in split
     ]
     sample = agent.stochastic and not deterministic
+    explore = 0.0 if deterministic or agent.stochastic or epsilon is None else float(epsilon)
     total = sum(len(games) for games in todo.values())
     bar = tqdm(total=total, unit="episode", desc="evaluate", dynamic_ncols=True, disable=not progress, smoothing=0.05)
 
     def act(group: _Group) -> None:
         scores = agent.scores(group.obs).float().cpu().numpy()
-        group.env.step_async(choose_actions(scores, group.rngs, sample))
+        group.env.step_async(choose_actions(scores, group.rngs, sample, explore))
 
     def collect(group: _Group) -> None:
         group.obs, _, _, infos = group.env.step_wait()

@@ -24,10 +24,6 @@ def saliency_methods(cfg: DictConfig, loaded: Loaded) -> dict[str, SaliencyMetho
     names = list(cfg.saliency.methods or [])
     if not names:
         raise ConfigError(f"no saliency method chosen (saliency=[...] with any of: {', '.join(METHODS)})")
-    if not loaded.agent.stochastic:
-        raise ConfigError(
-            f"saliency maps need an actor-critic agent (fls, PPO, A2C); {loaded.agent.algorithm} has no policy logits"
-        )
     methods = {}
     rectified = cfg.saliency.get("gradcam_rectified", False)
     if not isinstance(rectified, bool):
@@ -43,7 +39,7 @@ def saliency_methods(cfg: DictConfig, loaded: Loaded) -> dict[str, SaliencyMetho
 
 
 def saliency_target(cfg: DictConfig) -> Any:
-    """``action``, ``value`` or an action index."""
+    """``action``, ``value`` or an action index (for DQN / QR-DQN: Q(s, a) of the action, max_a Q, Q of an index)."""
     target = cfg.saliency.target
     if isinstance(target, str) and target not in ("action", "value"):
         raise ConfigError(f"saliency.target must be action, value or an action index, got '{target}'")
@@ -69,6 +65,9 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     if s.normalize not in ("video", "frame"):
         raise ConfigError(f"saliency.normalize must be video or frame, got '{s.normalize}'")
     methods = saliency_methods(cfg, loaded)
+    from fls.evaluation.runner import acting_epsilon
+
+    epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
     out = output_dir(s.out, loaded, "videos")
     stem = f"{loaded.checkpoint.stem}_{loaded.game}_seed{int(s.seed)}"
     path = out / f"{stem}.{s.format}"
@@ -83,6 +82,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
         episodes=int(s.episodes),
         target=saliency_target(cfg),
         deterministic=bool(s.deterministic),
+        epsilon=epsilon or 0.0,
         max_steps=int(s.max_steps),
         max_episode_steps=loaded.spec.eval_max_episode_steps,
         normalize=str(s.normalize),
@@ -92,7 +92,8 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     )
     os.replace(partial, path)
     scores = ", ".join(f"{e.score:g} in {e.length} steps{'' if e.finished else ' (cut)'}" for e in recording.episodes)
-    print(f"{loaded.game} video with {', '.join(methods)}: {path} (score {scores})")
+    acting = "" if epsilon is None else f", ε-greedy ε={epsilon:g}"
+    print(f"{loaded.game} video with {', '.join(methods)}: {path} (score {scores}{acting})")
     if cfg.logger.wandb.mode != "disabled":
         import wandb
 
@@ -103,7 +104,12 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
             mode=str(cfg.logger.wandb.mode),
             project=str(cfg.logger.wandb.project),
             name=f"video-{loaded.game}-{stem}",
-            config={"checkpoint": str(loaded.checkpoint), "methods": list(methods), "seed": int(s.seed)},
+            config={
+                "checkpoint": str(loaded.checkpoint),
+                "methods": list(methods),
+                "seed": int(s.seed),
+                "epsilon": epsilon,
+            },
             tags=[f"env:{loaded.game}", "saliency"],
             job_type="saliency",
         )

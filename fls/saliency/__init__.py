@@ -1,6 +1,7 @@
-"""Saliency maps for actor-critic Atari policies: the built-in attention ("free lunch") and the usual post-hoc
-methods (Grad-CAM, Grad-CAM++, FullGrad, FullGrad++, gradient, SmoothGrad, VarGrad, integrated gradients,
-perturbation), one interface ``method(policy, observations, target) -> (B, 84, 84)``, and videos of them.
+"""Saliency maps for Atari policies (actor-critics, and DQN / QR-DQN Q-networks): the built-in attention ("free
+lunch") and the usual post-hoc methods (Grad-CAM, Grad-CAM++, FullGrad, FullGrad++, gradient, SmoothGrad, VarGrad,
+integrated gradients, perturbation), one interface ``method(policy, observations, target) -> (B, 84, 84)``, and
+videos of them.
 
 Example::
 
@@ -12,7 +13,16 @@ Videos: :mod:`fls.saliency.video` (imported separately: it needs matplotlib and 
 """
 
 from fls.saliency.attention import AttentionSaliency
-from fls.saliency.base import PolicyOutput, SaliencyMethod, Target, make_target, normalize_maps, policy_forward
+from fls.saliency.base import (
+    PolicyOutput,
+    SaliencyMethod,
+    Target,
+    make_target,
+    normalize_maps,
+    policy_forward,
+    q_network,
+    q_values,
+)
 from fls.saliency.cam import GradCAM, GradCAMPlusPlus
 from fls.saliency.fullgrad import FullGrad, FullGradPlusPlus
 from fls.saliency.gradients import Gradient, IntegratedGradients, SmoothGrad, VarGrad
@@ -39,4 +49,6 @@ __all__ = [
     "make_target",
     "normalize_maps",
     "policy_forward",
+    "q_network",
+    "q_values",
 ]

@@ -24,6 +24,7 @@ from fls.saliency.base import (
     as_observations,
     normalize_maps,
     policy_forward,
+    trunk_extractor,
 )
 
 
@@ -35,12 +36,17 @@ def models_with_attention() -> list[str]:
 
 
 def attention_extractor(policy: ActorCriticPolicy):
-    """The policy's extractor if it has attention, else a ConfigError naming the models that do."""
-    extractor = policy.features_extractor
+    """The policy's extractor if it has attention, else a ConfigError naming the methods that apply instead and
+    the models that have attention."""
+    from fls.saliency.registry import METHODS
+
+    extractor = trunk_extractor(policy)
     if not getattr(extractor, "has_attention", False):
+        others = ", ".join(name for name in METHODS if name != "attention")
         raise ConfigError(
-            f"saliency method 'attention' needs a model with attention; {type(extractor).__name__} has none "
-            f"(models with attention: {', '.join(models_with_attention())})"
+            f"saliency method 'attention' needs a model with attention; {type(extractor).__name__} of "
+            f"{type(policy).__name__} has none (methods that apply: {others}; models with attention: "
+            f"{', '.join(models_with_attention())})"
         )
     return extractor
 
@@ -65,7 +71,7 @@ class AttentionSaliency(SaliencyMethod):
         # Standalone use: one forward pass without grad, then the maps it produced.
         with torch.no_grad():
             policy_forward(policy, observations)
-        return render_attention(policy.features_extractor, size=self.size)
+        return render_attention(trunk_extractor(policy), size=self.size)
 
     def from_forward(
         self, policy: ActorCriticPolicy, attention: list[torch.Tensor] | None = None, *, normalize: bool = True

@@ -3,11 +3,14 @@
 Every method is called as ``method(policy, observations, target, actions=None)`` and returns a non-negative
 (B, H, W) float map per observation (H, W = 84, 84 for Atari), on the policy's device:
 
-* ``policy`` is an SB3 :class:`~stable_baselines3.common.policies.ActorCriticPolicy` with a discrete action space:
-  an fls :class:`~fls.models.policy.FLSPolicy` or SB3's own ``"CnnPolicy"`` (e.g. ``PPO.load(zip).policy``).
+* ``policy`` is an SB3 :class:`~stable_baselines3.common.policies.ActorCriticPolicy` with a discrete action space
+  (an fls :class:`~fls.models.policy.FLSPolicy` or SB3's own ``"CnnPolicy"``, e.g. ``PPO.load(zip).policy``), or
+  a Q-network policy: SB3's ``DQNPolicy`` or sb3-contrib's ``QRDQNPolicy`` (``DQN.load(zip).policy``).
 * ``observations`` are the stacked frames the policy acts on, (B, 4, 84, 84), uint8 (or floats in 0..255).
 * ``target`` is what is explained: ``"action"`` (the pre-softmax logit of an action: the greedy one, or the
-  taken ones given as ``actions``), ``"value"`` (the critic's value) or an int action index.
+  taken ones given as ``actions``), ``"value"`` (the critic's value) or an int action index. For a Q-network the
+  action scores are the Q-values (QR-DQN: the mean of the action's quantiles) and the value is max_a Q(s, a), so
+  ``"action"`` explains Q(s, a) of the action taken; only :func:`policy_forward` knows the difference.
 
 **Normalisation.** ``method(...)`` divides each map by its own maximum (an all-zero map stays zero), so every
 map lies in [0, 1] with its peak at 1. Dividing (rather than min-max) keeps 0 meaning "no saliency" and keeps the
@@ -33,7 +36,7 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 import numpy as np
 import torch
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 from torch import nn
 from torch.nn import functional as F
 
@@ -49,21 +52,47 @@ FRAME_REDUCTIONS: tuple[str, ...] = ("max", "sum", "newest")
 class PolicyOutput:
     """The action-relevant outputs of one forward pass.
 
-    ``logits`` are the pre-softmax action scores (``policy.action_net`` output, (B, A)); the
-    ``Categorical`` distribution's ``logits`` are these minus their logsumexp, so both give the same argmax.
-    ``values`` are the critic's (B, 1) values.
+    ``logits`` are the action scores (B, A): the pre-softmax logits of an actor-critic (``policy.action_net``
+    output; the ``Categorical`` distribution's ``logits`` are these minus their logsumexp, so both give the same
+    argmax), or the Q-values of a Q-network. ``values`` (B, 1) are the critic's values, or max_a Q(s, a).
     """
 
     logits: torch.Tensor
     values: torch.Tensor
 
 
-def policy_forward(policy: ActorCriticPolicy, observations: torch.Tensor) -> PolicyOutput:
-    """Run the actor-critic once and return logits and values (the computation of ``policy.forward``).
+def q_network(policy: nn.Module) -> nn.Module | None:
+    """The online Q-network of a DQN (``q_net``) or QR-DQN (``quantile_net``) policy; None for an actor-critic.
 
-    Works for shared and separate actor/critic extractors. ``observations`` may be floats in 0..255 that require
-    grad: both the fls extractors and SB3's ``preprocess_obs`` only call ``.float()`` (and divide by 255).
+    The target network (``q_net_target`` / ``quantile_net_target``) only serves training: it is never explained.
     """
+    for name in ("q_net", "quantile_net"):
+        module = getattr(policy, name, None)
+        if isinstance(module, nn.Module):
+            return module
+    return None
+
+
+def q_values(policy: BasePolicy, observations: torch.Tensor) -> torch.Tensor:
+    """(B, A) action values of a Q-network policy: DQN's Q(s, .), QR-DQN's mean over its quantiles."""
+    network = q_network(policy)
+    if network is None:
+        raise ConfigError(f"{type(policy).__name__} is not a Q-network policy (DQN, QR-DQN)")
+    values = network(observations)
+    # QR-DQN's QuantileNetwork returns (B, n_quantiles, A); the action value is the quantiles' mean.
+    return values.mean(dim=1) if values.dim() == 3 else values
+
+
+def policy_forward(policy: BasePolicy, observations: torch.Tensor) -> PolicyOutput:
+    """Run the policy once and return action scores and values (the computation of ``policy.forward``).
+
+    Actor-critics: logits and the critic's values, for shared and separate actor/critic extractors. Q-networks
+    (DQN, QR-DQN): the Q-values and max_a Q. ``observations`` may be floats in 0..255 that require grad: both the
+    fls extractors and SB3's ``preprocess_obs`` only call ``.float()`` (and divide by 255).
+    """
+    if q_network(policy) is not None:
+        q = q_values(policy, observations)
+        return PolicyOutput(q, q.max(dim=1, keepdim=True).values)
     features = policy.extract_features(observations)
     if policy.share_features_extractor:
         latent_pi, latent_vf = policy.mlp_extractor(features)
@@ -229,8 +258,12 @@ def conv_layer_names(policy: nn.Module) -> list[str]:
     return [name for name, module in policy.named_modules() if isinstance(module, nn.Conv2d)]
 
 
-def trunk_extractor(policy: ActorCriticPolicy, target: Target | None = None) -> nn.Module:
-    """The extractor that computes the target: the critic's own one when actor and critic do not share."""
+def trunk_extractor(policy: BasePolicy, target: Target | None = None) -> nn.Module:
+    """The extractor that computes the target: the Q-network's, or the critic's own one when actor and critic do
+    not share."""
+    network = q_network(policy)
+    if network is not None:
+        return network.features_extractor
     if target is not None and target.kind == "value" and not policy.share_features_extractor:
         return policy.vf_features_extractor
     return policy.features_extractor

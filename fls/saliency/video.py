@@ -2,10 +2,11 @@
 
 :func:`play` runs whole games on :func:`fls.envs.make_single_env` (episodic life as in training; a video episode is
 a whole game, until ``info["game_over"]``), choosing actions from one forward pass per step (sampled from a
-seeded generator, or greedy with ``deterministic=True``). The ``attention`` map comes from that very forward pass;
-the other methods explain the same observation and the taken action afterwards, in batches of ``map_batch`` steps
-(batching makes them several times cheaper per frame, and no map can influence the actions: methods restore the
-policy's state and draw from no global RNG).
+seeded generator, or greedy with ``deterministic=True``; a Q-network plays ε-greedy with ``epsilon``, as SB3's
+``DQN.predict``: with probability ε a uniformly random action, drawn from the same generator). The ``attention``
+map comes from that very forward pass; the other methods explain the same observation and the taken action
+afterwards, in batches of ``map_batch`` steps (batching makes them several times cheaper per frame, and no map can
+influence the actions: methods restore the policy's state and draw from no global RNG).
 
 :func:`record_video` lays out each step as: the raw 210x160 frame, one titled overlay panel per method, optionally
 the preprocessed input (newest of the 4 stacked frames), all upscaled ``scale`` times, above a text strip with the
@@ -32,7 +33,7 @@ from fls.envs import make_single_env
 from fls.errors import ConfigError
 from fls.models.renderer import RAW_FRAME_SIZE, upsample_to_frame
 from fls.saliency.attention import AttentionSaliency
-from fls.saliency.base import SaliencyMethod, TargetLike, policy_forward
+from fls.saliency.base import SaliencyMethod, TargetLike, policy_forward, q_network
 from fls.saliency.registry import get_method
 
 Normalize = Literal["video", "frame"]
@@ -134,8 +135,14 @@ def resolve_methods(
     return resolved
 
 
-def _pick_action(logits: torch.Tensor, deterministic: bool, generator: torch.Generator) -> int:
+def _pick_action(logits: torch.Tensor, deterministic: bool, generator: torch.Generator, epsilon: float | None) -> int:
+    """Greedy; ε-greedy for a Q-network (``epsilon`` not None); else a sample from softmax(logits)."""
     if deterministic:
+        return int(logits.argmax(dim=1)[0])
+    if epsilon is not None:
+        # One uniform draw every step (also when ε = 0), so a game's draws do not depend on ε's value.
+        if float(torch.rand(1, generator=generator)[0]) < epsilon:
+            return int(torch.randint(logits.shape[1], (1,), generator=generator)[0])
         return int(logits.argmax(dim=1)[0])
     # On the CPU with the recorder's own generator: reproducible for a seed, and the global RNG is left alone.
     probs = torch.softmax(logits.detach().float().cpu(), dim=1)
@@ -151,6 +158,7 @@ def play(
     methods: Sequence[str | SaliencyMethod] | Mapping[str, str | SaliencyMethod] = (),
     target: TargetLike = "action",
     deterministic: bool = False,
+    epsilon: float = 0.0,
     max_steps: int | None = None,
     max_episode_steps: int | None = None,
     map_batch: int = 32,
@@ -160,13 +168,15 @@ def play(
     """Play ``episodes`` seeded games, computing each method's map for every step; returns one record per game.
 
     Args:
-        policy: the actor-critic (an fls policy or SB3's CnnPolicy); put in eval mode while playing, then restored.
+        policy: an actor-critic (an fls policy or SB3's CnnPolicy) or a DQN / QR-DQN Q-network policy; put in eval
+            mode while playing, then restored.
         game: registered game name, e.g. "Breakout".
         seed: env seed and seed of the action-sampling generator.
         methods: saliency methods (names or objects; a mapping gives panel titles). ``attention`` is rendered
             from the forward pass that chose the action.
         target: what the maps explain; "action" means the action actually taken.
-        deterministic: greedy actions instead of samples.
+        deterministic: greedy actions instead of samples (or ε-greedy ones).
+        epsilon: Q-networks only: the probability of a uniformly random action (ε-greedy).
         max_steps: stop after this many agent steps in total (the last game is then ``finished=False``).
         max_episode_steps: agent-step limit of a game (the env's time limit).
         map_batch: steps whose non-attention maps are computed together.
@@ -177,6 +187,11 @@ def play(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if map_batch < 1:
         raise ValueError(f"map_batch must be >= 1, got {map_batch}")
+    if not 0.0 <= epsilon <= 1.0:
+        raise ConfigError(f"epsilon must be in [0, 1], got {epsilon}")
+    is_q_network = q_network(policy) is not None
+    if epsilon and not is_q_network:
+        raise ConfigError(f"epsilon applies to Q-network agents (DQN, QR-DQN); {type(policy).__name__} samples actions")
     chosen = resolve_methods(methods)
     for _, method in chosen:
         method.check(policy)  # fail before playing, not after the first batch
@@ -214,7 +229,7 @@ def play(
                 observation = torch.as_tensor(obs[None], device=policy.device)
                 with torch.no_grad():
                     out = policy_forward(policy, observation)
-                action = _pick_action(out.logits, deterministic, generator)
+                action = _pick_action(out.logits, deterministic, generator, epsilon if is_q_network else None)
                 # The attention of the pass that chose the action: no second forward.
                 maps = {
                     label: m.from_forward(policy, normalize=False)[0].cpu().numpy()
@@ -325,6 +340,7 @@ def record_video(
     episodes: int = 1,
     target: TargetLike = "action",
     deterministic: bool = False,
+    epsilon: float = 0.0,
     max_steps: int | None = None,
     max_episode_steps: int | None = None,
     normalize: Normalize = "video",
@@ -379,6 +395,7 @@ def record_video(
         methods=dict(chosen),
         target=target,
         deterministic=deterministic,
+        epsilon=epsilon,
         max_steps=max_steps,
         max_episode_steps=max_episode_steps,
         map_batch=map_batch,
