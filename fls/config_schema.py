@@ -8,8 +8,9 @@ the command-line values before Hydra composes anything and on the composed confi
 (fls/cli.py). The same field metadata writes the key lines of ``--help``, so the help stays true.
 
 Checked here: types, ranges, enumerations, non-finite numbers and ``null`` where the config does not allow it.
-Checks that need several keys or a built object (a model option that does not apply to the chosen model, a seed
-overlap with training) stay with the code that knows them (fls/models/registry.py, fls/evaluate.py).
+Checks that need several keys stay with the code that knows them: :func:`check_config` also runs the model
+registry's (an option that does not apply to the chosen model), and evaluation's seed overlap with training stays
+in fls/evaluate.py (it needs the run).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from fls.envs.games import GAMES
 from fls.errors import ConfigError
-from fls.models.registry import MODELS
+from fls.models.registry import MODELS, extractor_kwargs
 from fls.models.sparse_fls import ATTENTION_PLACES
 
 # Choices defined by code that is too heavy to import before every command (fls.saliency pulls in captum) or
@@ -451,6 +452,8 @@ def check_config(cfg: Mapping[str, Any], config_name: str) -> None:
         data = dict(cfg)
     data.pop("hydra", None)
     check_node(data, schema_of(config_name))
+    if config_name == "train" and isinstance(data.get("model"), Mapping):
+        extractor_kwargs(data["model"])  # options that do not apply to the model, contradicting options
 
 
 def _items(cfg: Any) -> Iterator[tuple[str, Any]]:

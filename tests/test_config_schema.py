@@ -61,6 +61,10 @@ TRAIN_BAD = [
     (["env.num_env=4"], "env.num_env=4: unknown key (keys of env: name, num_envs)"),
     (["sed=1"], "sed=1: unknown key (top-level keys: model, env"),
     (["seed=[1"], "seed=[1: cannot parse"),
+    # The model registry's checks of several keys also run before the run folder exists.
+    (["model=nature_cnn", "model.sum_pool=true"], "model.sum_pool does not apply to nature_cnn"),
+    (["model=dense_fls", "model.sum_pool=false"], "dense_fls always sum-pools"),
+    (["model=nature_cnn", "model.entropy_lambda=0.01"], "model.entropy_lambda=0.01 needs a model with attention"),
 ]
 
 EVALUATE_BAD = [
