@@ -45,7 +45,7 @@ def _video_alias(value: str) -> str | None:
 ALIASES: dict[str, dict[str, tuple[str, Callable[[str], str | None]]]] = {
     "evaluate": {
         "saliency": ("saliency.methods", lambda value: value),
-        "video": ("task", lambda value: _video_alias(value)),
+        "video": ("task", _video_alias),
     },
 }
 
@@ -174,8 +174,8 @@ def _unknown_key(config_name: str, key: str, text: str) -> ConfigError:
 def check_override_values(args: Iterable[str], config_name: str, config_dir: Path = CONFIG_DIR) -> None:
     """Check the keys and values that overrides set (every value of a sweep) against the config's schema.
 
-    Raises ConfigError ``<key>=<value>: <what is accepted>``. Group choices are check_overrides' job, syntax
-    errors Hydra's; ``+key=`` adding a key the schema lacks is left to Hydra.
+    Raises ConfigError ``<key>=<value>: <what is accepted>`` (or ``<override>: cannot parse (...)``). Group choices
+    are check_overrides' job; ``+key=`` adding a key the schema lacks is left to Hydra.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.core.override_parser.types import OverrideType
@@ -188,7 +188,7 @@ def check_override_values(args: Iterable[str], config_name: str, config_dir: Pat
     for arg in (a for a in args if "=" in a and not a.startswith("-")):
         try:
             overrides += parser.parse_overrides([arg])
-        except OverrideParseException as error:  # Hydra's message spans lines; its second line says what is wrong
+        except OverrideParseException as error:  # Hydra's message spans lines: keep the one that says what
             lines = [line for line in str(error).strip().splitlines() if not line.startswith(("Error parsing", "See "))]
             detail = lines[0] if lines else "not Hydra's override syntax"
             raise ConfigError(
