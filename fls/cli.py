@@ -34,11 +34,18 @@ def _override_values(override: Any) -> Iterable[str]:
     return [] if value is None else [str(value)]
 
 
+def _video_alias(value: str) -> str | None:
+    """``video=true`` -> task=video; ``video=false`` changes nothing; anything else is refused."""
+    if value.lower() in ("true", "false"):
+        return "video" if value.lower() == "true" else None
+    fail(f"video={value}: true or false (a YAML/Hydra boolean)")
+
+
 # Short forms of evaluate.py: the issue tracker's and the paper's vocabulary mapped onto the config's nodes.
 ALIASES: dict[str, dict[str, tuple[str, Callable[[str], str | None]]]] = {
     "evaluate": {
         "saliency": ("saliency.methods", lambda value: value),
-        "video": ("task", lambda value: "video" if value.lower() == "true" else None),
+        "video": ("task", _video_alias),
     },
 }
 
@@ -105,6 +112,7 @@ def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
 
     sys.argv[1:] = apply_aliases(sys.argv[1:], config_name)
     check_overrides(sys.argv[1:], (*COMMON_KEYS, *ALL_OPTIONS))
+    check_command_line(sys.argv[1:], config_name)
     register_resolvers()
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
@@ -117,3 +125,281 @@ def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
             fail(str(error))
 
     _main()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Typed configuration (fls/config_schema.py) and --help
+
+
+def config_groups(config_name: str, config_dir: Path = CONFIG_DIR) -> dict[str, str | None]:
+    """The groups a config composes (its defaults list) and the default choice of each (None: none)."""
+    from omegaconf import OmegaConf
+
+    groups: dict[str, str | None] = {}
+    for item in OmegaConf.load(config_dir / f"{config_name}.yaml").get("defaults", []):
+        if not OmegaConf.is_dict(item):
+            continue  # _self_
+        for group, choice in item.items():
+            group = str(group).removeprefix("override ").strip()
+            if not group.startswith("hydra"):
+                groups[group] = None if choice is None else str(choice)
+    return groups
+
+
+def _typed_values(override: Any) -> list[Any]:
+    """The values an override sets, typed as Hydra parses them; [] for an interval that a sweeper samples."""
+    from hydra.errors import HydraException
+
+    if not override.is_sweep_override():
+        return [override.value()]
+    try:
+        return list(override.sweep_iterator())
+    except HydraException:
+        return []
+
+
+def _unknown_key(config_name: str, key: str, text: str) -> ConfigError:
+    from fls.config_schema import node_keys
+
+    parent = key
+    while parent:
+        parent = parent.rpartition(".")[0]
+        keys = node_keys(config_name, parent)
+        if keys is not None:
+            where = f"keys of {parent}" if parent else "top-level keys"
+            return ConfigError(f"{key}={text}: unknown key ({where}: {', '.join(keys)})")
+    raise AssertionError("the top level always has keys")
+
+
+def check_override_values(args: Iterable[str], config_name: str, config_dir: Path = CONFIG_DIR) -> None:
+    """Check the keys and values that overrides set (every value of a sweep) against the config's schema.
+
+    Raises ConfigError ``<key>=<value>: <what is accepted>`` (or ``<override>: cannot parse (...)``). Group choices
+    are check_overrides' job; ``+key=`` adding a key the schema lacks is left to Hydra.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from hydra.errors import OverrideParseException
+
+    from fls.config_schema import check_value, lookup
+
+    parser = OverridesParser.create()
+    overrides = []
+    for arg in (a for a in args if "=" in a and not a.startswith("-")):
+        try:
+            overrides += parser.parse_overrides([arg])
+        except OverrideParseException as error:  # Hydra's message spans lines: keep the one that says what
+            lines = [line for line in str(error).strip().splitlines() if not line.startswith(("Error parsing", "See "))]
+            detail = lines[0] if lines else "not Hydra's override syntax"
+            raise ConfigError(
+                f"{arg}: cannot parse ({detail}; quote values with spaces or special characters)"
+            ) from None
+    groups = config_groups(config_name, config_dir)
+    for override in overrides:
+        key = override.key_or_group
+        if override.is_delete() or key.startswith("hydra") or key in groups or override.package is not None:
+            continue
+        text = override.input_line.partition("=")[2] if override.input_line else ""
+        found = lookup(config_name, key)
+        if found is None and (config_dir / key).is_dir():
+            raise ConfigError(
+                f"{key}={text}: {config_name}.py has no {key} group (its groups: {', '.join(groups) or 'none'})"
+            )
+        if found is None:
+            if override.type is OverrideType.CHANGE:  # with +/++ the key is added on purpose; Hydra decides
+                raise _unknown_key(config_name, key, text)
+            continue
+        for value in _typed_values(override):
+            if not (isinstance(value, str) and "${" in value):  # interpolations are checked once composed
+                check_value(key, value, *found)
+
+
+def check_command_line(args: list[str], config_name: str) -> None:
+    """Before Hydra starts: print --help and exit, or refuse a bad key or value with one line (exit 2), so that
+    a refused command creates nothing."""
+    if "--help" in args or "-h" in args:
+        print(help_text(config_name, [a for a in args if a not in ("--help", "-h")]))
+        sys.exit(0)
+    try:
+        check_override_values(args, config_name)
+    except ConfigError as error:
+        fail(str(error))
+
+
+def _one_line(error: Exception) -> str:
+    """OmegaConf's messages end with full_key/object_type lines: keep the first line and the key."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    full_key = getattr(error, "full_key", None)
+    return f"{full_key}: {first}" if full_key else first
+
+
+def check_composed(config: Any) -> None:
+    """Check a composed Hydra config (with its ``hydra`` node) against its schema; exit 2 with one line if bad."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from fls.config_schema import check_config
+
+    config_name = str(OmegaConf.select(config, "hydra.job.config_name", default="") or "")
+    if config_name not in ("train", "evaluate"):
+        return
+    try:
+        check_config(config, config_name)
+    except ConfigError as error:
+        fail(str(error))
+    except OmegaConfBaseException as error:  # an interpolation that does not resolve
+        fail(_one_line(error))
+
+
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover - Hydra < 1.1
+    _HydraCallback = object  # type: ignore[assignment,misc]
+
+
+class SchemaCheck(_HydraCallback):  # type: ignore[misc,valid-type]
+    """Hydra callback (configs/*.yaml: ``hydra.callbacks.schema``) that checks the composed config against
+    fls/config_schema.py before the run folder exists: once before a single run, and in a multirun before the
+    sweep (its base config and every value of the sweeper's ``params``) and again for each job.
+
+    Hydra turns exceptions of callbacks into warnings, so a bad config exits here (one line, exit 2).
+    """
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        check_composed(config)
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        check_composed(config)
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
+        if OmegaConf.is_dict(params):
+            try:
+                check_override_values([f"{k}={v}" for k, v in params.items()], str(config.hydra.job.config_name))
+            except ConfigError as error:
+                fail(f"hydra.sweeper.params: {error}")
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf
+
+        if str(OmegaConf.select(config, "hydra.mode", default="")) == "RunMode.MULTIRUN":
+            check_composed(config)
+
+
+# Examples of evaluate.py's short forms for --help (rewritten by apply_aliases, so the help shows what they mean).
+ALIAS_EXAMPLES = {"saliency": "[attention,gradcam]", "video": "true"}
+
+USAGE = {
+    "train": [
+        "python train.py: train a PPO agent on Atari (README: Training).",
+        "",
+        "  python train.py [group=choice ...] [key=value ...]",
+        "  python train.py experiment=quickstart              a few minutes on a CPU, then an evaluation and a video",
+        "  python train.py model=rs dry_run=true              print the policy and its parameter count, exit",
+        "  python train.py resume=<run dir>                   continue a run from its newest checkpoint",
+        "  python train.py -m seed=1,2,3 model=rs,sparse_fls  a sweep: one run per combination",
+    ],
+    "evaluate": [
+        "python evaluate.py: score an agent, record saliency videos, compare with human gaze, report a sweep"
+        " (README: Evaluation).",
+        "",
+        "  python evaluate.py run=<run dir> [key=value ...]",
+        "  python evaluate.py checkpoint=<model.zip> env=<game>   any SB3 Atari agent (PPO, A2C, DQN, QR-DQN)",
+        "  python evaluate.py run=<run dir> video=true saliency=[attention,gradcam]",
+        "  python evaluate.py task=report sweep=<multirun dir>",
+    ],
+}
+
+
+def _summary(path: Path, limit: int = 86) -> str:
+    """The first sentence of a config file's opening comment (its description), cut at ``limit`` characters."""
+    words = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        text = line.lstrip("#").strip()
+        if not text.startswith("@package"):
+            words.append(text)
+    sentence = " ".join(words).split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 3].rsplit(" ", 1)[0] + " ..."
+
+
+def _compose_for_help(config_name: str, args: list[str]) -> Any:
+    """The config the command line would compose (without Hydra's node), or the defaults if it does not compose."""
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    overrides = [a for a in args if "=" in a and not a.startswith("-") and not a.lstrip("+~").startswith("hydra")]
+    for attempt in (overrides, []):
+        try:
+            with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+                return compose(config_name=config_name, overrides=attempt)
+        except Exception:  # noqa: BLE001 - the help still prints with the defaults
+            continue
+    return None
+
+
+def _group_lines(config_name: str) -> list[str]:
+    from fls.models.registry import MODELS
+
+    lines = ["Groups (group=choice; * marks the default):"]
+    for group, default in config_groups(config_name).items():
+        choices = group_choices(group)
+        marked = {c: f"{c}*" if c == default else c for c in choices}
+        title = f"{group} (none by default)" if default is None else group
+        if len(choices) > 6 or len(choices) == 1:  # the games: their names say it
+            lines += _columns(title, ", ".join(marked.values()))
+            continue
+        lines.append(f"  {title}")
+        for choice in choices:
+            spec = MODELS.get(choice) if group == "model" else None
+            text = f"{spec.description}" if spec else _summary(CONFIG_DIR / group / f"{choice}.yaml")
+            if spec and spec.options:
+                text += f" (options: {', '.join(spec.options)})"
+            lines += _columns(f"  {marked[choice]}", text)
+    return lines
+
+
+def _columns(left: str, text: str, width: int = 120, column: int = 34) -> list[str]:
+    """``left`` then ``text`` wrapped into a column (on the next line when ``left`` is too wide)."""
+    import textwrap
+
+    wrapped = textwrap.wrap(text, width - column) or [""]
+    first = f"  {left:<{column - 2}}" if len(left) < column - 2 else f"  {left}\n{' ' * column}"
+    return [first + wrapped[0], *(" " * column + more for more in wrapped[1:])]
+
+
+def help_text(config_name: str, args: list[str] | None = None) -> str:
+    """train.py's / evaluate.py's --help: usage, groups and their choices, tasks, short forms and the most used
+    keys (with the value the command line composes), from configs/ and fls/config_schema.py."""
+    from omegaconf import OmegaConf
+
+    from fls.config_schema import TASKS, accepted, leaf_keys, show
+
+    lines = [*USAGE[config_name], "", *_group_lines(config_name)]
+    if config_name == "evaluate":
+        lines += ["", "Tasks (task=<name>):"]
+        lines += [f"  {name:<16}{what}" for name, what in TASKS.items()]
+    aliases = ALIASES.get(config_name, {})
+    if aliases:
+        lines += ["", "Short forms:"]
+        for alias in aliases:
+            example = f"{alias}={ALIAS_EXAMPLES[alias]}"
+            lines.append(f"  {example:<30}= {' '.join(apply_aliases([example], config_name))}")
+    cfg = _compose_for_help(config_name, args or [])
+    lines += ["", "Most used keys (key=value, with the value this command line gives it):"]
+    for name, tp, rule in leaf_keys(config_name):
+        parent = name.rpartition(".")[0]
+        if not rule.main or cfg is None or (parent and OmegaConf.select(cfg, parent, default=None) is None):
+            continue  # e.g. env.* in evaluate.py without env=<game>
+        value = OmegaConf.select(cfg, name, default=None)
+        left = f"{name}={show(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)}"
+        what = accepted(tp, rule).replace(" (a YAML/Hydra boolean)", "")
+        text = rule.doc if what.startswith("a string") else f"{rule.doc}; {what}"
+        lines += _columns(left, text)
+    lines += [
+        "",
+        f"Every key and its value: python {config_name}.py --cfg job [overrides]   (types are checked before a run)",
+        f"Hydra's own flags (multirun -m, launchers, sweepers): python {config_name}.py --hydra-help",
+    ]
+    return "\n".join(lines)

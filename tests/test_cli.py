@@ -56,7 +56,7 @@ def test_dry_run_command(cli, args, tmp_path) -> None:
 BAD = [
     (["model=resnet"], "unknown model 'resnet' (valid: daqn, dense_fls, maxpool_cnn, nature_cnn, rs, sparse_fls)"),
     (["env=Tetris"], "unknown env 'Tetris' (valid: BeamRider, Breakout"),
-    (["env.name=Tetris"], "unknown game 'Tetris'"),
+    (["env.name=Tetris"], "env.name=Tetris: one of BeamRider, Breakout"),
     (["model.dropout=0.5"], "unknown model option 'model.dropout' (valid: model.attention_at"),
     (["model=nature_cnn", "model.sum_pool=true"], "model.sum_pool does not apply to nature_cnn (its options: none)"),
     (
@@ -65,10 +65,10 @@ BAD = [
     ),
     (["model=dense_fls", "model.sum_pool=false"], "dense_fls always sum-pools"),
     (["model.attention_at=conv1", "model.sum_pool=true"], "needs model.attention_at=conv3"),
-    (["model.attention_at=conv2"], "model.attention_at must be one of conv3, conv1, every_conv"),
-    (["model.fls_kernel=5"], "model.fls_kernel must be 3 or 1"),
+    (["model.attention_at=conv2"], "model.attention_at=conv2: one of conv3, conv1, every_conv"),
+    (["model.fls_kernel=5"], "model.fls_kernel=5: one of 3, 1"),
     (["model=nature_cnn", "model.entropy_lambda=0.01"], "needs a model with attention; nature_cnn has none"),
-    (["model.entropy_lambda=-1"], "model.entropy_lambda must be >= 0"),
+    (["model.entropy_lambda=-1"], "model.entropy_lambda=-1: a finite number >= 0"),
     (["ppo=ppo2"], "unknown ppo 'ppo2' (valid: paper, zoo)"),
 ]
 
@@ -81,3 +81,34 @@ def test_bad_input_is_one_line_and_non_zero(cli, args, message, tmp_path) -> Non
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+
+
+def test_train_help_lists_groups_choices_and_keys(cli) -> None:
+    result = cli("train.py", "--help")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for choice in ("sparse_fls*", "dense_fls", "maxpool_cnn", "Breakout*", "Seaquest", "zoo", "quickstart"):
+        assert choice in out, choice
+    assert "_options" not in out  # configs/model/_options.yaml is a shared base, not a choice
+    assert "options: sum_pool, normalize_attention" in out  # each model's options
+    for key in ("seed=1 ", "model.entropy_lambda=0.0", "env.num_envs=8", "ppo.learning_rate=", "dry_run=false"):
+        assert f"  {key}" in out, key
+    assert "an integer >= 1" in out and "--cfg job" in out
+
+
+def test_help_shows_the_values_of_the_command_line(cli) -> None:
+    out = cli("train.py", "experiment=quickstart", "--help").stdout
+    assert "total_timesteps=30720 " in out and "after_training.video=true " in out
+
+
+def test_evaluate_help_lists_tasks_short_forms_and_only_its_groups(cli) -> None:
+    result = cli("evaluate.py", "--help")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for task in ("episodes", "merge", "video", "gaze", "report"):
+        assert f"\n  {task} " in out, task
+    assert "saliency=[attention,gradcam]" in out and "saliency.methods=[attention,gradcam]" in out
+    assert "video=true" in out and "task=video" in out
+    assert "Breakout" in out and "eval.episodes=8192" in out and "eval.deterministic=false" in out
+    for refused in ("experiment", "_options", "sparse_fls", "ppo"):
+        assert refused not in out, refused

@@ -180,7 +180,7 @@ def test_bad_evaluation_input(cli, tiny_run, tmp_path) -> None:
     fails(f"run={tiny_run}", "eval.seed=1", message="overlap the training env seeds")
     fails(f"run={tiny_run}", "env=Seaquest", message="trained on Breakout")
     fails("eval.episodes=3", message="give exactly one of run=<run dir> or checkpoint=<file.zip>")
-    fails(f"run={tiny_run}", "task=video_game", message="unknown task 'video_game'")
+    fails(f"run={tiny_run}", "task=video_game", message="task=video_game: one of episodes, merge")
 
     foreign = tmp_path / "foreign.zip"
     shutil.copy(tiny_run / "final_model.zip", foreign)

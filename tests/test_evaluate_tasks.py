@@ -70,10 +70,10 @@ def test_saliency_video_of_an_external_sb3_agent(cli, sb3_agent, tmp_path) -> No
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["saliency=[attention,saliency_of_doom]"], "unknown saliency method 'saliency_of_doom' (valid: attention,"),
+        (["saliency=[attention,saliency_of_doom]"], "saliency.methods=[attention,saliency_of_doom]: a list"),
         (["saliency=[gradcam]", "saliency.layer=features_extractor.convs.9"], "features_extractor.convs.2"),
-        (["saliency=[gradcam]", "saliency.target=policy"], "saliency.target must be action, value or an action"),
-        (["saliency.format=avi"], "saliency.format must be one of mp4, gif"),
+        (["saliency=[gradcam]", "saliency.target=policy"], "saliency.target=policy: action, value or an action"),
+        (["saliency.format=avi"], "saliency.format=avi: one of mp4, gif"),
     ],
 )
 def test_bad_saliency_input(cli, tiny_run, args, message) -> None:

@@ -137,8 +137,8 @@ def test_resume_errors(cli, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["env.num_envs=0"], "env.num_envs must be >= 1"),
-        (["model.entropy_lambda=-0.5"], "entropy_lambda must be >= 0"),
+        (["env.num_envs=0"], "env.num_envs=0: an integer >= 1"),
+        (["model.entropy_lambda=-0.5"], "model.entropy_lambda=-0.5: a finite number >= 0"),
         (["device=cuda:3"] if not torch.cuda.is_available() else ["device=tpu"], "device"),
     ],
 )

@@ -1,0 +1,505 @@
+"""Schemas of train.py's and evaluate.py's configs: each key's type, accepted values and one line of help.
+
+Hydra composes plain YAML (configs/), so a mistyped value would otherwise reach the code as a string (or a
+``nan``) and end in a traceback, or worse, run: ``eval.deterministic=no`` used to play greedily. The dataclasses
+below describe every key; :func:`check_config` walks a composed config against them and raises one
+:class:`~fls.errors.ConfigError` ``<key>=<value>: <what is accepted>`` for the first bad value. The CLI runs it on
+the command-line values before Hydra composes anything and on the composed config before the run folder is made
+(fls/cli.py). The same field metadata writes the key lines of ``--help``, so the help stays true.
+
+Checked here: types, ranges, enumerations, non-finite numbers and ``null`` where the config does not allow it.
+Checks that need several keys stay with the code that knows them: :func:`check_config` also runs the model
+registry's (an option that does not apply to the chosen model), and evaluation's seed overlap with training stays
+in fls/evaluate.py (it needs the run).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from fls.envs.games import GAMES
+from fls.errors import ConfigError
+from fls.models.registry import MODELS, extractor_kwargs
+from fls.models.sparse_fls import ATTENTION_PLACES
+
+# Choices defined by code that is too heavy to import before every command (fls.saliency pulls in captum) or
+# that lives in modules importing this one; tests/test_config_schema.py checks they match their sources.
+SALIENCY_METHODS = (
+    "attention",
+    "gradcam",
+    "gradcam++",
+    "fullgrad",
+    "fullgrad++",
+    "gradient",
+    "smoothgrad",
+    "vargrad",
+    "integrated_gradients",
+    "perturbation",
+    "perturbation_critic",
+)
+# evaluate.py's tasks and what each does (--help lists them).
+TASKS = {
+    "episodes": "play eval.episodes games and score them (sharded with eval.shard/eval.num_shards, resumable)",
+    "merge": "combine the shard files of one evaluation into one summary",
+    "video": "a saliency video of saliency.episodes games (saliency.*)",
+    "gaze": "agreement of the saliency maps with Atari-HEAD human gaze (gaze.*, saliency.*)",
+    "report": "tables and curves of a whole sweep (sweep=<multirun dir>, report.*)",
+}
+WANDB_MODES = ("offline", "online", "disabled")
+SCHEDULES = ("linear", "constant")
+VALUE_LOSSES = ("baselines", "sb3")
+VIDEO_FORMATS = ("mp4", "gif")
+VIDEO_NORMALIZE = ("video", "frame")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+MAX_SEED = 2**31 - 1  # ALE and numpy take 32-bit seeds; env i gets seed + i
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a key accepts beyond its type, and its help line."""
+
+    doc: str
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    choices: tuple[Any, ...] | None = None
+    test: Callable[[Any], bool] | None = None  # an extra condition on a value of the right type
+    accepted: str | None = None  # replaces the generated description of what is accepted
+    main: bool = False  # listed by --help (the most used keys)
+
+
+def key(doc: str, *, main: bool = False, **rule: Any) -> Any:
+    """A schema field: its help line and what it accepts (see :class:`Rule`)."""
+    return field(metadata={"rule": Rule(doc, main=main, **rule)})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config groups
+
+
+@dataclass
+class ModelConfig:
+    """configs/model/*.yaml: the feature extractor and its options (null: the option does not apply)."""
+
+    name: str = key("the feature extractor (model=<name> picks its config)", choices=tuple(MODELS))
+    entropy_lambda: float = key("weight of the attention-entropy regulariser (models with attention)", ge=0, main=True)
+    sum_pool: bool | None = key("sparse_fls, dense_fls: sum attended features over positions instead of flattening")
+    normalize_attention: bool | None = key("sparse_fls, dense_fls: divide the attention by its sum over positions")
+    fls_kernel: int | None = key("sparse_fls, dense_fls: kernel of the FLS convs", choices=(3, 1))
+    softplus_base2: bool | None = key("sparse_fls, dense_fls: base-2 softplus")
+    final_relu: bool | None = key("sparse_fls, dense_fls: ReLU after the last trunk conv")
+    attention_at: str | None = key("sparse_fls: where the attention sits", choices=ATTENTION_PLACES)
+    pad_input: bool | None = key("rs: zero-pad the input by 1 px")
+    channels: list[int] | None = key("maxpool_cnn: conv widths, e.g. [32,32,64,64]", ge=1)
+    kernel_size: int | None = key(
+        "maxpool_cnn: conv kernel", test=lambda v: v >= 1 and v % 2 == 1, accepted="a positive odd integer"
+    )
+
+
+@dataclass
+class EnvConfig:
+    """configs/env/*.yaml: the game (with the OpenAI-baselines Atari protocol) and how many envs step together."""
+
+    name: str = key("the game (env=<game> picks its config)", choices=tuple(sorted(GAMES)))
+    num_envs: int = key("envs stepped together (training)", ge=1, main=True)
+
+
+@dataclass
+class PPOConfig:
+    """configs/ppo/*.yaml: PPO's hyperparameters."""
+
+    name: str = key("the preset's name (ppo=<name> picks it)")
+    n_steps: int = key("steps per env per update", ge=1, main=True)
+    batch_size: int = key("minibatch size", ge=1)
+    n_epochs: int = key("passes over each rollout", ge=1)
+    learning_rate: float = key("Adam step size (initial, with lr_schedule=linear)", gt=0, main=True)
+    lr_schedule: str = key("linear: decays to 0 over total_timesteps", choices=SCHEDULES)
+    clip_range: float = key("PPO's policy clip (initial, with clip_schedule=linear)", gt=0, main=True)
+    clip_schedule: str = key("linear: decays to 0 over total_timesteps", choices=SCHEDULES)
+    clip_range_vf: float | None = key("value clip; null disables value clipping", gt=0)
+    value_loss: str = key("baselines: 0.5*max((v-R)^2,(v_clip-R)^2) | sb3: (v_clip-R)^2", choices=VALUE_LOSSES)
+    ent_coef: float = key("policy-entropy bonus", ge=0)
+    vf_coef: float = key("value-loss weight", ge=0)
+    max_grad_norm: float = key("gradient-norm clip", gt=0)
+    gamma: float = key("discount", ge=0, le=1)
+    gae_lambda: float = key("GAE's lambda", ge=0, le=1)
+    normalize_advantage: bool = key("normalise advantages per minibatch")
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases logging."""
+
+    mode: str = key("offline: no account, no network", choices=WANDB_MODES, main=True)
+    project: str = key("W&B project")
+    entity: str | None = key("W&B entity (null: your default)")
+    group: str | None = key("null: the multirun sweep's directory name")
+    tags: list[str] = key("extra tags (model, env, lambda and seed are always added)")
+
+
+@dataclass
+class LoggerConfig:
+    """configs/logger/*.yaml: where training logs go (progress.csv is always written)."""
+
+    log_interval: int = key("PPO updates between log rows", ge=1)
+    tensorboard: bool = key("write TensorBoard events into the run directory")
+    wandb: WandbConfig = key("Weights & Biases")
+
+
+@dataclass
+class AfterTrainingConfig:
+    """What train.py does once the budget is reached."""
+
+    eval_episodes: int = key("> 0: evaluate the final model on this many episodes", ge=0, main=True)
+    eval_num_envs: int = key("envs of that evaluation", ge=1)
+    video: bool = key("record a saliency video of one game", main=True)
+    video_methods: list[str] = key("saliency methods of that video", choices=SALIENCY_METHODS)
+    video_steps: int = key("agent steps of that video at most", ge=1)
+
+
+def _is_device(value: str) -> bool:
+    return DEVICE_PATTERN.fullmatch(value) is not None
+
+
+DEVICE_RULE = {"test": _is_device, "accepted": "auto, cpu, cuda or cuda:N"}
+
+
+@dataclass
+class TrainConfig:
+    """python train.py: the composed config (configs/train.yaml)."""
+
+    model: ModelConfig = key("the feature extractor")
+    env: EnvConfig = key("the game")
+    ppo: PPOConfig = key("PPO's hyperparameters")
+    logger: LoggerConfig = key("logging")
+    seed: int = key("env i gets seed + i; also seeds torch and numpy", ge=0, le=MAX_SEED, main=True)
+    device: str = key("auto: CUDA when present", main=True, **DEVICE_RULE)
+    dry_run: bool = key("build the policy, print it and its parameter count, exit", main=True)
+    total_timesteps: int = key("agent steps (4 frames each), summed over envs", ge=1, main=True)
+    checkpoint_every: int = key("agent steps between checkpoints", ge=1, main=True)
+    resume: str | None = key("a run directory: continue it from its newest checkpoint", main=True)
+    after_training: AfterTrainingConfig = key("evaluation and video after training")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# evaluate.py
+
+
+@dataclass
+class EvalConfig:
+    """task=episodes: the evaluation protocol."""
+
+    episodes: int = key("games to play (the paper: 16 envs x 512)", ge=1, main=True)
+    num_envs: int = key("games played side by side", ge=1, main=True)
+    deterministic: bool = key("greedy actions (the paper samples from the policy)", main=True)
+    seed: int = key("episode i is played from seed + i", ge=0, le=MAX_SEED)
+    max_episode_steps: int | None = key("agent steps per game; null: the game's default", ge=1)
+    shard: int = key("which shard this process plays (0-based)", ge=0, main=True)
+    num_shards: int = key("processes splitting the episodes", ge=1, main=True)
+    out: str | None = key("null: <run>/eval/<checkpoint name>/", main=True)
+    histogram_bins: int = key("bins of the score histogram", ge=1)
+
+
+def _is_target(value: Any) -> bool:
+    return value in ("action", "value") if isinstance(value, str) else value >= 0
+
+
+@dataclass
+class SaliencyConfig:
+    """task=video and task=gaze: the saliency maps."""
+
+    methods: list[str] = key("saliency methods (saliency=[a,b] for short)", choices=SALIENCY_METHODS, main=True)
+    target: str | int = key(
+        "what the maps explain", test=_is_target, accepted="action, value or an action index >= 0", main=True
+    )
+    layer: str | None = key("gradcam/gradcam++ layer (a module name); null: the trunk's last conv")
+    episodes: int = key("games per video", ge=1)
+    seed: int = key("video game i is played from seed + i", ge=0, le=MAX_SEED)
+    max_steps: int = key("agent steps per video at most", ge=1, main=True)
+    deterministic: bool = key("greedy actions")
+    normalize: str = key("video: one max per method over the whole video | frame", choices=VIDEO_NORMALIZE)
+    input_panel: bool = key("add a panel with the network's input")
+    frames: bool = key("also write every frame as a PNG")
+    fps: int = key("frames per second of the video", ge=1)
+    format: str = key("video container", choices=VIDEO_FORMATS, main=True)
+    out: str | None = key("null: <run>/videos/")
+
+
+@dataclass
+class GazeConfig:
+    """task=gaze: Atari-HEAD human-gaze agreement."""
+
+    data: str | None = key("the Atari-HEAD directory", main=True)
+    game: str | None = key("null: the run's game", choices=tuple(sorted(GAMES)))
+    max_frames: int | None = key("network inputs per trial (null: all)", ge=1)
+    batch_size: int = key("frames per forward pass", ge=1)
+    splits: int = key("shuffled-AUC splits", ge=1)
+    other_frames: int = key("frames whose fixations give shuffled-AUC negatives", ge=1)
+    seed: int = key("seed of the shuffled-AUC sampling", ge=0, le=MAX_SEED)
+    kl_eps: float = key("KL's epsilon (0: exact KL, frames with Q=0 under P>0 dropped)", ge=0)
+    out: str | None = key("null: <run>/gaze/<game>/")
+
+
+@dataclass
+class ReportConfig:
+    """task=report: a sweep's tables and curves."""
+
+    out: str | None = key("null: <sweep dir>/report/", main=True)
+    checkpoint: str | None = key("the evaluation to tabulate; null: final_model, else the newest checkpoint")
+    curve: str = key("progress.csv column plotted against time/total_timesteps")
+    grid_points: int = key("common step grid on which seeds are averaged", ge=2)
+    std_ddof: int = key("std across seeds: 0 population | 1 sample", choices=(0, 1))
+
+
+@dataclass
+class EvalWandbConfig:
+    """Weights & Biases logging of evaluate.py's results."""
+
+    mode: str = key("offline: no account, no network", choices=WANDB_MODES, main=True)
+    project: str = key("W&B project")
+
+
+@dataclass
+class EvalLoggerConfig:
+    """Where evaluate.py logs."""
+
+    wandb: EvalWandbConfig = key("Weights & Biases")
+
+
+@dataclass
+class EvaluateConfig:
+    """python evaluate.py: the composed config (configs/evaluate.yaml)."""
+
+    task: str = key("what to do", choices=tuple(TASKS), main=True)
+    run: str | None = key("a run directory (its final model, else its newest checkpoint)", main=True)
+    checkpoint: str | None = key("or a model file: an fls checkpoint or an SB3 Atari zip", main=True)
+    sweep: str | list[str] | None = key("task=report: a multirun directory or a list of run directories", main=True)
+    device: str = key("auto: CUDA when present", main=True, **DEVICE_RULE)
+    env: EnvConfig | None = key("the game; needed only for checkpoint=<zip> from outside fls")
+    eval: EvalConfig = key("task=episodes")
+    saliency: SaliencyConfig = key("task=video, task=gaze")
+    gaze: GazeConfig = key("task=gaze")
+    report: ReportConfig = key("task=report")
+    logger: EvalLoggerConfig = key("logging")
+
+
+SCHEMAS: dict[str, type] = {"train": TrainConfig, "evaluate": EvaluateConfig}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checking
+
+
+def _rule(f: Any) -> Rule:
+    return f.metadata["rule"]
+
+
+def _hints(schema: type) -> dict[str, Any]:
+    return typing.get_type_hints(schema)
+
+
+def _union_args(tp: Any) -> tuple[Any, ...]:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return typing.get_args(tp)
+    return (tp,)
+
+
+def _nullable(tp: Any) -> bool:
+    return type(None) in _union_args(tp)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else str(value)
+
+
+def _range(rule: Rule) -> str:
+    parts = []
+    if rule.gt is not None:
+        parts.append(f"> {_number(rule.gt)}")
+    if rule.ge is not None:
+        parts.append(f">= {_number(rule.ge)}")
+    if rule.le is not None:
+        parts.append(f"<= {_number(rule.le)}")
+    return " and ".join(parts)
+
+
+def _one(tp: Any, rule: Rule) -> str:
+    """What one (non-null) value of type ``tp`` may be."""
+    if rule.choices is not None and typing.get_origin(tp) is not list:
+        return "one of " + ", ".join(show(c) for c in rule.choices)
+    if tp is bool:
+        return "true or false (a YAML/Hydra boolean)"
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        return "a list, each item " + _one(item, rule)
+    if is_dataclass(tp):
+        return "a group of keys: " + ", ".join(f.name for f in fields(tp))
+    kind = {int: "an integer", float: "a finite number", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
+    limits = _range(rule)
+    return f"{kind} {limits}" if limits else kind
+
+
+def accepted(tp: Any, rule: Rule) -> str:
+    """What a key of type ``tp`` with ``rule`` accepts, in words (the second half of its error line)."""
+    options = [t for t in _union_args(tp) if t is not type(None)]
+    if rule.accepted is not None:
+        text = rule.accepted
+    else:
+        text = " or ".join(_one(t, rule) for t in options)
+    return f"{text}, or null" if _nullable(tp) else text
+
+
+def show(value: Any) -> str:
+    """A value as it would be written on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(show(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _fits(value: Any, tp: Any, rule: Rule) -> bool:
+    """Whether a non-null ``value`` is of type ``tp`` and satisfies ``rule`` (lists: every item)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, t, rule) for t in typing.get_args(tp) if t is not type(None))
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, (list, tuple)) and all(v is not None and _fits(v, item, rule) for v in value)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif tp is str:
+        # Paths and names typed as bare numbers (run=123) reach the code as ints; str() of them is the name.
+        ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+    else:
+        return False
+    if not ok:
+        return False
+    if tp is str:
+        value = str(value)
+    if rule.choices is not None and (value not in rule.choices or isinstance(value, bool)):
+        return False
+    if tp is not str and not _in_range(value, rule):
+        return False
+    return rule.test is None or rule.test(value)
+
+
+def _in_range(value: float, rule: Rule) -> bool:
+    return not (
+        (rule.gt is not None and not value > rule.gt)
+        or (rule.ge is not None and not value >= rule.ge)
+        or (rule.le is not None and not value <= rule.le)
+    )
+
+
+def check_value(name: str, value: Any, tp: Any, rule: Rule) -> None:
+    """Raise ConfigError ``<name>=<value>: <accepted>`` unless ``value`` fits the key (groups: every key in it)."""
+    if value is None:
+        if _nullable(tp):
+            return
+        raise ConfigError(f"{name}=null: {accepted(tp, rule)}")
+    node = next((t for t in _union_args(tp) if is_dataclass(t)), None)
+    if node is not None:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{name}={show(value)}: {accepted(tp, rule)}")
+        check_node(value, node, f"{name}.")
+        return
+    if not _fits(value, tp, rule):
+        hint = ""
+        if tp is int and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            hint = f" (write {int(value)}, without a decimal point or exponent)"
+        raise ConfigError(f"{name}={show(value)}: {accepted(tp, rule)}{hint}")
+
+
+def check_node(data: Mapping[str, Any], schema: type, prefix: str = "") -> None:
+    """Check every key of ``data`` that ``schema`` describes; keys it does not describe are left alone (Hydra
+    already refuses unknown keys from the command line; tests check that the schemas cover configs/)."""
+    hints = _hints(schema)
+    for f in fields(schema):
+        if f.name in data:
+            check_value(prefix + f.name, data[f.name], hints[f.name], _rule(f))
+
+
+def schema_of(config_name: str) -> type:
+    """The schema of configs/<config_name>.yaml."""
+    return SCHEMAS[config_name]
+
+
+def check_config(cfg: Mapping[str, Any], config_name: str) -> None:
+    """Check a composed config (a DictConfig or a plain dict, without Hydra's own ``hydra`` node).
+
+    Raises ConfigError ``<key>=<value>: <what is accepted>`` for the first key whose value does not fit.
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        data = {k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in _items(cfg)}
+    else:
+        data = dict(cfg)
+    data.pop("hydra", None)
+    check_node(data, schema_of(config_name))
+    if config_name == "train" and isinstance(data.get("model"), Mapping):
+        extractor_kwargs(data["model"])  # options that do not apply to the model, contradicting options
+
+
+def _items(cfg: Any) -> Iterator[tuple[str, Any]]:
+    for k in cfg:
+        if k != "hydra":
+            yield str(k), cfg[k]
+
+
+def lookup(config_name: str, dotted: str) -> tuple[Any, Rule] | None:
+    """The type and rule of a dotted key (``ppo.learning_rate``), or None when the schema has no such key."""
+    schema: Any = schema_of(config_name)
+    tp: Any = None
+    rule: Rule | None = None
+    for part in dotted.split("."):
+        node = next((t for t in _union_args(tp) if is_dataclass(t)), None) if tp is not None else schema
+        if node is None:
+            return None
+        match = next((f for f in fields(node) if f.name == part), None)
+        if match is None:
+            return None
+        tp, rule = _hints(node)[part], _rule(match)
+    assert rule is not None
+    return tp, rule
+
+
+def node_keys(config_name: str, dotted: str) -> list[str] | None:
+    """The keys of the group at ``dotted`` ("" for the top level), or None when it is not a group."""
+    if not dotted:
+        return [f.name for f in fields(schema_of(config_name))]
+    found = lookup(config_name, dotted)
+    if found is None:
+        return None
+    node = next((t for t in _union_args(found[0]) if is_dataclass(t)), None)
+    return None if node is None else [f.name for f in fields(node)]
+
+
+def leaf_keys(config_name: str) -> Iterator[tuple[str, Any, Rule]]:
+    """Every key that holds a value (not a group), dotted, with its type and rule, in schema order."""
+
+    def walk(schema: type, prefix: str) -> Iterator[tuple[str, Any, Rule]]:
+        hints = _hints(schema)
+        for f in fields(schema):
+            node = next((t for t in _union_args(hints[f.name]) if is_dataclass(t)), None)
+            if node is not None:
+                yield from walk(node, f"{prefix}{f.name}.")
+            else:
+                yield prefix + f.name, hints[f.name], _rule(f)
+
+    yield from walk(schema_of(config_name), "")
