@@ -138,10 +138,13 @@ def find_peaks(values: np.ndarray, n: int, min_separation: int = 2) -> list[tupl
         raise ValueError(f"find_peaks needs a 2-D map, got shape {v.shape}")
     if min_separation < 1:
         raise ValueError(f"min_separation must be >= 1, got {min_separation}")
-    v = np.where(np.isfinite(v), v, -np.inf)
     h, w = v.shape
-    padded = np.pad(v, 1, constant_values=-np.inf)
-    neighbours = np.max([padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)], axis=0)
+    padded = np.full((h + 2, w + 2), -np.inf)
+    padded[1:-1, 1:-1] = np.where(np.isfinite(v), v, -np.inf)
+    v = padded[1:-1, 1:-1]
+    neighbours = padded[:h, :w].copy()
+    for dy, dx in ((0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)):
+        np.maximum(neighbours, padded[dy : dy + h, dx : dx + w], out=neighbours)
     ys, xs = np.nonzero((v >= neighbours) & (v > 0))
     order = np.argsort(-v[ys, xs], kind="stable")
     chosen: list[tuple[int, int]] = []

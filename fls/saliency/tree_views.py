@@ -161,7 +161,8 @@ def write_png(image: np.ndarray, path: str | Path) -> Path:
 def hover_text(node: TreeNode) -> str:
     """The hover text of a node: layer, channel, position, activation, contribution, receptive field."""
     channel = f"frame {node.channel}" if node.level == 0 else f"channel {node.channel}"
-    parent = "root" if node.parent is None else f"contribution to parent {node.contribution:.4g}"
+    role = "root: contribution" if node.parent is None else "contribution to parent"
+    parent = f"{role} {node.contribution:.4g}"
     return (
         f"{node.layer} · {channel} · (y, x) = ({node.y}, {node.x})<br>"
         f"activation {node.activation:.4g} · {parent}<br>"
