@@ -7,7 +7,10 @@ Rows:
 * ``forward``: the acting pass alone (``policy_forward`` under ``no_grad``), the unit of the "x forward" column;
 * ``attention (same pass)``: that pass plus rendering its attention (``AttentionSaliency.from_forward``), i.e. the
   free-lunch map as an agent gets it; ``attention render only`` times just the rendering of maps already computed;
-* every other method: one call ``method(policy, obs)`` with its default settings (it runs its own forward passes).
+* every other method: one call ``method(policy, obs)`` with its default settings (it runs its own forward passes);
+* ``tree (one frame, n=N)``: one attention tree of a single observation (``fls.saliency.tree.attention_trees``, its
+  own forward pass included), the interactive use: the time per tree (``--tree-n``, default 3; run when ``tree`` is
+  among the methods).
 
 Times are medians over ``--repeats`` calls after one warm-up call (the warm-up is the only sample when it took longer
 than ``--budget`` seconds divided by the repeats: perturbation is ~300 forward passes per frame). Memory: on CUDA
@@ -41,6 +44,7 @@ from bench.common import machine, write_json  # noqa: E402
 from fls.envs import make_vec_env  # noqa: E402
 from fls.models import build_policy  # noqa: E402
 from fls.saliency import METHODS, AttentionSaliency, get_method, policy_forward  # noqa: E402
+from fls.saliency.tree import attention_trees  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -135,6 +139,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--budget", type=float, default=120.0, help="seconds of timed repeats allowed per method")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--tree-n", type=int, default=3, help="children per node of the one-frame tree row")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/saliency_cost.json)")
     args = parser.parse_args()
     if args.threads:
@@ -172,6 +177,9 @@ def main() -> None:
         rows.append(
             {"method": "attention render only", **measure(lambda: attention.from_forward(policy), device, 20, 60)}
         )
+    if "tree" in methods:
+        tree_row = measure(lambda: attention_trees(policy, obs[:1], n=args.tree_n), device, max(args.repeats, 20), 60)
+        rows.append({"method": f"tree (one frame, n={args.tree_n})", "frames": 1, **tree_row})
     for name, method in methods.items():
         if name == "attention":
             continue
@@ -186,16 +194,17 @@ def main() -> None:
 
     memory_kind = "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS increase (sampled)"
     table = [
-        f"| method | ms / batch of {args.batch} | ms / frame | x forward | peak extra memory (MiB) | runs |",
-        "|---|---|---|---|---|---|",
+        "| method | frames | ms / call | ms / frame | x forward | peak extra memory (MiB) | runs |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        row["ms_per_batch"] = 1000 * row["seconds"]
-        row["ms_per_frame"] = row["ms_per_batch"] / args.batch
-        row["relative_to_forward"] = row["seconds"] / base["seconds"]
+        row.setdefault("frames", args.batch)
+        row["ms_per_batch"] = 1000 * row["seconds"]  # per call, of row["frames"] frames
+        row["ms_per_frame"] = row["ms_per_batch"] / row["frames"]
+        row["relative_to_forward"] = (row["seconds"] / row["frames"]) / (base["seconds"] / args.batch)
         row["peak_memory_mib"] = row["peak_bytes"] / 2**20
         table.append(
-            f"| {row['method']} | {row['ms_per_batch']:.1f} | {row['ms_per_frame']:.2f} | "
+            f"| {row['method']} | {row['frames']} | {row['ms_per_batch']:.1f} | {row['ms_per_frame']:.2f} | "
             f"{row['relative_to_forward']:.2f} | {row['peak_memory_mib']:.1f} | {row['runs']} |"
         )
     payload = {

@@ -19,7 +19,7 @@ from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.rundir import CONFIG_FILE
 from fls.train import resolve_device
 
-TASKS = ("episodes", "merge", "video", "gaze", "report", "faithfulness")
+TASKS = ("episodes", "merge", "video", "gaze", "report", "faithfulness", "tree")
 
 
 def evaluation_config(**overrides: Any) -> DictConfig:
@@ -237,6 +237,10 @@ def main(cfg: DictConfig) -> None:
         from fls.evaluation.video_task import saliency_video
 
         saliency_video(cfg, load(cfg))
+    elif cfg.task == "tree":
+        from fls.evaluation.tree_task import attention_tree_task
+
+        attention_tree_task(cfg, load(cfg))
     elif cfg.task == "gaze":
         from fls.evaluation.gaze_task import gaze_agreement
 

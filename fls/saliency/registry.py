@@ -11,6 +11,7 @@ from fls.saliency.cam import GradCAM, GradCAMPlusPlus
 from fls.saliency.fullgrad import FullGrad, FullGradPlusPlus
 from fls.saliency.gradients import Gradient, IntegratedGradients, SmoothGrad, VarGrad
 from fls.saliency.perturbation import Perturbation, PerturbationCritic
+from fls.saliency.tree import TreeSaliency
 
 METHODS: dict[str, type[SaliencyMethod]] = {
     cls.name: cls
@@ -26,6 +27,7 @@ METHODS: dict[str, type[SaliencyMethod]] = {
         IntegratedGradients,
         Perturbation,
         PerturbationCritic,
+        TreeSaliency,
     )
 }
 

@@ -12,7 +12,8 @@ influence the actions: methods restore the policy's state and draw from no globa
 the preprocessed input (newest of the 4 stacked frames), all upscaled ``scale`` times, above a text strip with the
 episode, step, action name and running score. Maps are normalised over the whole video by default (one maximum per
 method, like the reference videos: brightness is comparable across frames, so a frame where the map is weak looks
-dim); ``normalize="frame"`` divides each map by its own maximum instead.
+dim); ``normalize="frame"`` divides each map by its own maximum instead. A ``tree`` method's panel draws the
+attention tree of each step over the raw frame (:mod:`fls.saliency.tree_views`) instead of a heat map.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from fls.models.renderer import RAW_FRAME_SIZE, upsample_to_frame
 from fls.saliency.attention import AttentionSaliency
 from fls.saliency.base import SaliencyMethod, TargetLike, policy_forward, q_network
 from fls.saliency.registry import get_method
+from fls.saliency.tree import AttentionTree, TreeSaliency, tree_map
 
 Normalize = Literal["video", "frame"]
 OverlayStyle = Literal["color", "reference"]
@@ -107,6 +109,7 @@ class StepRecord:
     reward: float
     score: float  # before this step's reward
     maps: dict[str, np.ndarray]  # label -> (84, 84) float32, raw
+    trees: dict[str, AttentionTree] = field(default_factory=dict)  # label -> tree, for ``tree`` methods
 
 
 @dataclass
@@ -208,6 +211,12 @@ def play(
             taken = [p.action for p in pending]
             for label, method in later:
                 explain_taken = isinstance(target, str) and target == "action"
+                if isinstance(method, TreeSaliency):  # the trees themselves, for the video's tree panel
+                    trees = method.trees(policy, batch, target, actions=taken if explain_taken else None)
+                    for record, tree in zip(pending, trees, strict=True):
+                        record.trees[label] = tree
+                        record.maps[label] = tree_map(tree)
+                    continue
                 maps = method.raw(policy, batch, target, actions=taken if explain_taken else None)
                 for record, saliency in zip(pending, maps.float().cpu().numpy(), strict=True):
                     record.maps[label] = saliency
@@ -285,6 +294,7 @@ class _StoredStep:
     newest: np.ndarray  # (84, 84) uint8, the newest stacked frame
     maps: dict[str, tuple[np.ndarray, float]]  # label -> (map / its max as uint8, its max)
     text: str
+    trees: dict[str, AttentionTree]
 
 
 def _quantize(saliency: np.ndarray) -> tuple[np.ndarray, float]:
@@ -385,7 +395,7 @@ def record_video(
         if step.executed_action != step.action:
             action = f"{step.executed_name} (forced; agent: {action})"
         text = f"ep {step.episode + 1}  step {step.step}  action {action}  score {step.score:g}"
-        stored.append(_StoredStep(png.tobytes(), step.observation[-1].copy(), maps, text))
+        stored.append(_StoredStep(png.tobytes(), step.observation[-1].copy(), maps, text, step.trees))
 
     episodes_played = play(
         policy,
@@ -421,6 +431,11 @@ def record_video(
             frame = cv2.imdecode(np.frombuffer(step.frame_png, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
             panels = [(game, frame)]
             for label in labels:
+                if label in step.trees:
+                    from fls.saliency.tree_views import tree_panel
+
+                    panels.append((label, tree_panel(frame, step.trees[label])))
+                    continue
                 quantized, peak = step.maps[label]
                 level = 1.0 if normalize == "frame" else (peak / peaks[label] if peaks[label] > 0 else 0.0)
                 panels.append((label, overlay(frame, quantized / 255.0 * level, style=style, cmap=cmap)))
