@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
 import torch
 
@@ -41,6 +42,7 @@ LOAD_ERRORS = (
     pickle.UnpicklingError,
     zipfile.BadZipFile,
     OSError,
+    gymnasium.error.Error,  # e.g. an env named in the file (allow_pickle=true only: the safe path drops it)
 )
 _FUNCTION_NAME = re.compile(r"<function (\w+)\.\w+ at 0x")
 _NUMBER = re.compile(r"[-+]?(?:inf|nan|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
@@ -316,6 +318,8 @@ def safe_custom_objects(
                 f"{path}: data field '{key}' ({item.get(':type:', 'a pickled object')}) cannot be read without "
                 f"unpickling it: {why}; {OPT_IN}"
             ) from None
+    if "env" in data:  # SB3 never saves one; a plain string here would make SB3 call gym.make (imports a module)
+        custom["env"] = None
     missing = [key for key, item in data.items() if is_serialized(item) and key not in custom]
     assert not missing, f"serialized fields left to SB3: {missing}"  # nothing reaches cloudpickle
     return custom

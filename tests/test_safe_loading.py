@@ -387,3 +387,17 @@ def test_resume_with_a_planted_checkpoint(cli, unfinished_run, tmp_path, field, 
         assert result.returncode == 0, result.stderr[-3000:]
         assert AttentionPPO.load(run_dir / "final_model.zip").num_timesteps == 256
     assert marker.exists() == (outcome == "ran")
+
+
+def test_a_planted_env_name_is_not_made(sb3_zip, tmp_path) -> None:
+    """SB3's load makes data["env"] when no env is given; gym.make("module:Id") would import the module."""
+    (tmp_path / "planted_module.py").write_text(f"open({str(tmp_path / 'marker')!r}, 'w').write('ran')\n")
+
+    def edit(data: dict) -> None:
+        data["env"] = "planted_module:Planted-v0"
+
+    evil = rewrite(sb3_zip("PPO"), tmp_path / "evil.zip", edit)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(tmp_path))
+        agent = load_agent(evil)
+    assert agent.model.env is None and not (tmp_path / "marker").exists()
