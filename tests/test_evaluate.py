@@ -140,15 +140,15 @@ def test_a_malformed_middle_line_is_skipped_and_the_records_after_it_kept(tmp_pa
     assert read_records(path)[1][-1].index == 1
 
 
-def test_a_record_from_another_checkpoint_is_refused(tmp_path) -> None:
+def test_a_record_from_another_checkpoint_is_refused(tmp_path, capsys) -> None:
     path = tmp_path / "episodes.jsonl"
-    before = write_log(path, record_line(0), record_line(1, digest="other"), record_line(2))
+    before = write_log(path, record_line(0), "garbage{", record_line(1, digest="other"), record_line(2))
     for read in (lambda: EpisodeLog(path, HEADER), lambda: read_records(path)):
         with pytest.raises(
-            ConfigError, match=f"{path}:3: episode 1 was played by checkpoint other, not the header's abc"
+            ConfigError, match=f"{path}:4: episode 1 was played by checkpoint other, not the header's abc"
         ):
             read()
-    assert path.read_bytes() == before
+    assert path.read_bytes() == before and capsys.readouterr().err == ""  # the refusal is the only line
 
 
 @pytest.mark.parametrize("tail", [record_line(2)[:17], record_line(2)])

@@ -115,14 +115,13 @@ def scan_records(path: Path) -> RecordsScan:
         header = None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ConfigError(f"{path} is not an fls records file; delete it or pass another eval.out")
-    episodes, skipped = [], []
+    episodes, skipped = [], {}
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         episode = parse_record(line)
         if isinstance(episode, str):
-            print(f"warning: {path}:{number}: malformed record skipped ({episode})", file=sys.stderr)
-            skipped.append(number)
+            skipped[number] = episode
             continue
         if episode.digest != header.get("digest"):
             raise ConfigError(
@@ -130,7 +129,9 @@ def scan_records(path: Path) -> RecordsScan:
                 f"header's {header.get('digest')}: the file mixes two models; delete it or pass another eval.out"
             )
         episodes.append(episode)
-    return RecordsScan(header, episodes, skipped, len(complete))
+    for number, why in skipped.items():  # warned once the file is known to be usable: a refusal stays one line
+        print(f"warning: {path}:{number}: malformed record skipped ({why})", file=sys.stderr)
+    return RecordsScan(header, episodes, list(skipped), len(complete))
 
 
 class EpisodeLog:
