@@ -13,9 +13,10 @@ from fls.envs import get_game, make_vec_env
 from fls.envs.games import GAMES, GameSpec
 from fls.errors import ConfigError
 from fls.evaluation.agent import Agent, load_agent, resolve_checkpoint, run_game
-from fls.evaluation.records import EpisodeLog, read_records, records_path, shard_episodes
+from fls.evaluation.records import EpisodeLog, records_path, scan_records, shard_episodes
 from fls.evaluation.runner import acting_epsilon, run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
+from fls.model_files import allow_pickle_flag
 from fls.rundir import CONFIG_FILE
 from fls.train import resolve_device
 
@@ -114,7 +115,8 @@ def load(cfg: DictConfig) -> Loaded:
     probe = make_vec_env(spec, num_envs=1, seed=0)
     n_actions = int(probe.action_space.n)
     probe.close()
-    return Loaded(load_agent(checkpoint, device, n_actions=n_actions), checkpoint, run_dir, game, spec)
+    agent = load_agent(checkpoint, device, n_actions=n_actions, allow_pickle=allow_pickle_flag(cfg))
+    return Loaded(agent, checkpoint, run_dir, game, spec)
 
 
 def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
@@ -166,7 +168,7 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
         sys.exit(130)
     if ev["num_shards"] > 1:
         return merge(out_dir, cfg, required=False)
-    return summarise(out_dir, list(log.episodes.values()), meta, cfg)
+    return summarise(out_dir, list(log.episodes.values()), {**meta, "skipped_lines": log.skipped}, cfg)
 
 
 def summarise(out_dir: Path, episodes: list, meta: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
@@ -197,11 +199,12 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
     files = sorted(out_dir.glob("episodes.shard-*-of-*.jsonl"))
     if not files:
         raise ConfigError(f"no shard records (episodes.shard-*-of-*.jsonl) in {out_dir}")
-    headers, episodes = [], {}
+    headers, episodes, skipped = [], {}, 0
     for path in files:
-        header, records = read_records(path)
-        headers.append(header)
-        for episode in records:
+        scan = scan_records(path)
+        headers.append(scan.header)
+        skipped += len(scan.skipped)
+        for episode in scan.episodes:
             episodes.setdefault(episode.index, episode)
     keys = ("digest", "game", "episodes", "seed", "deterministic", "epsilon", "max_episode_steps", "num_envs")
     keys = (*keys, "num_shards")
@@ -224,7 +227,7 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
         print(message)
         return None
     meta = {key: headers[0][key] for key in (*keys, "checkpoint", "algorithm") if key in headers[0]}
-    return summarise(out_dir, list(episodes.values()), meta, cfg)
+    return summarise(out_dir, list(episodes.values()), {**meta, "skipped_lines": skipped}, cfg)
 
 
 def main(cfg: DictConfig) -> None:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from fls.envs import make_vec_env
 from fls.errors import ConfigError
 from fls.logging import init_wandb, make_logger
+from fls.model_files import allow_pickle_flag, load_model
 from fls.models import build_policy, count_parameters, policy_kwargs
 from fls.models.policy import FLSPolicy
 from fls.ppo import AttentionPPO, LinearDecay, NonFiniteError
@@ -32,7 +33,7 @@ from fls.rundir import (
 EXIT_NON_FINITE = 3
 
 # Overrides a resumed run may change; everything else must match the run's own config.
-RESUME_MAY_CHANGE = ("resume", "device", "logger", "hydra", "checkpoint_every", "after_training")
+RESUME_MAY_CHANGE = ("resume", "device", "logger", "hydra", "checkpoint_every", "after_training", "allow_pickle")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -202,6 +203,7 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, Path, Path]:
     saved.device = cfg.device
     saved.logger = cfg.logger
     saved.checkpoint_every = cfg.checkpoint_every
+    saved.allow_pickle = OmegaConf.select(cfg, "allow_pickle", default=False)
     saved.resume = str(run_dir)
     return saved, run_dir, checkpoint
 
@@ -244,7 +246,11 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
         model = AttentionPPO(FLSPolicy, env, policy_kwargs=policy_kw, seed=seed, device=device, verbose=0, **kwargs)
         resume_step = None
     else:
-        model = AttentionPPO.load(checkpoint, env=env, device=device)
+        # Safe load: the schedules and the policy come from the run's config, nothing is unpickled from the file.
+        known = {"policy_kwargs": policy_kw, **{k: kwargs[k] for k in ("learning_rate", "clip_range", "clip_range_vf")}}
+        model = load_model(
+            AttentionPPO, checkpoint, env=env, device=device, allow_pickle=allow_pickle_flag(cfg), known=known
+        )
         # Fresh episodes after a resume: envs cannot be restored, so use seeds no earlier segment used.
         model.set_random_seed(seed + model.num_timesteps)
         resume_step = model.num_timesteps

@@ -8,13 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from fls.evaluation.records import read_records
+from fls.errors import ConfigError
+from fls.evaluation.records import FORMAT, Episode, EpisodeLog, read_records
 from tests.conftest import ROOT
 
 FAST = ["eval.num_envs=3", "eval.max_episode_steps=250", "logger.wandb.mode=disabled"]
@@ -97,6 +99,96 @@ def test_torn_last_line_is_dropped_and_replayed(cli, tiny_run, tmp_path) -> None
     result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=3", *FAST, f"eval.out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert records(out) == full and len(path.read_text().splitlines()) == 4
+    assert "2 already recorded" in result.stdout and "warning" not in result.stderr  # a crash is not damage
+    assert json.loads((out / "summary.json").read_text())["skipped_lines"] == 0
+
+
+HEADER = {"digest": "abc", "game": "Breakout", "episodes": 4}
+
+
+def record_line(index: int, digest: str = "abc") -> str:
+    episode = Episode(index, 1000 + index % 2, index // 2, float(index), 10 + index, False, digest)
+    return json.dumps(asdict(episode), sort_keys=True)
+
+
+def write_log(path: Path, *lines: str, end: str = "\n") -> bytes:
+    header = json.dumps({"format": FORMAT, **HEADER}, sort_keys=True)
+    path.write_text("\n".join([header, *lines]) + end)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "garbage{",  # not JSON
+        "\x00\x01\x02",  # zeroed or random bytes
+        '{"index": 1}',  # missing fields
+        record_line(1).replace('"length": 11', '"length": "11"'),  # wrong type
+        record_line(1).replace('"truncated": false', '"truncated": 0'),
+    ],
+)
+def test_a_malformed_middle_line_is_skipped_and_the_records_after_it_kept(tmp_path, capsys, damage) -> None:
+    path = tmp_path / "episodes.jsonl"
+    before = write_log(path, record_line(0), damage, record_line(2), record_line(3))
+    log = EpisodeLog(path, HEADER)
+    assert sorted(log.episodes) == [0, 2, 3] and log.skipped == 1
+    warning = capsys.readouterr().err
+    assert f"warning: {path}:3: malformed record skipped" in warning and warning.count("\n") == 1
+    assert path.read_bytes() == before  # the damaged line stays (and is counted again on every reopening)
+    log.append(Episode(1, 1001, 0, 1.0, 11, False, "abc"))
+    assert sorted(EpisodeLog(path, HEADER).episodes) == [0, 1, 2, 3]
+    assert read_records(path)[1][-1].index == 1
+
+
+def test_a_record_from_another_checkpoint_is_refused(tmp_path, capsys) -> None:
+    path = tmp_path / "episodes.jsonl"
+    before = write_log(path, record_line(0), "garbage{", record_line(1, digest="other"), record_line(2))
+    for read in (lambda: EpisodeLog(path, HEADER), lambda: read_records(path)):
+        with pytest.raises(
+            ConfigError, match=f"{path}:4: episode 1 was played by checkpoint other, not the header's abc"
+        ):
+            read()
+    assert path.read_bytes() == before and capsys.readouterr().err == ""  # the refusal is the only line
+
+
+@pytest.mark.parametrize("tail", [record_line(2)[:17], record_line(2)])
+def test_a_torn_last_line_is_dropped_silently(tmp_path, capsys, tail) -> None:
+    """Bytes after the last newline are a write cut short (even if they parse): dropped, so the episode is replayed
+    and the next record starts on its own line."""
+    path = tmp_path / "episodes.jsonl"
+    write_log(path, record_line(0), record_line(1), tail, end="")
+    log = EpisodeLog(path, HEADER)
+    assert sorted(log.episodes) == [0, 1] and log.skipped == 0 and capsys.readouterr().err == ""
+    log.append(Episode(2, 1000, 1, 2.0, 12, False, "abc"))
+    assert path.read_text().splitlines()[1:] == [record_line(0), record_line(1), record_line(2)]
+
+
+@pytest.mark.slow
+def test_evaluation_skips_a_damaged_line_and_counts_it(cli, tiny_run, tmp_path) -> None:
+    out = tmp_path / "eval"
+    assert cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}").returncode == 0
+    full = records(out)
+    path = out / "episodes.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = "#" * len(lines[2])  # the second record, overwritten in place
+    path.write_text("\n".join(lines) + "\n")
+    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "3 already recorded" in result.stdout  # the records after the damaged line were kept
+    assert f"warning: {path}:3: malformed record skipped" in result.stderr
+    assert records(out) == full  # the damaged episode was played again, identically
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_lines"] == 1 and summary["episodes"] == 4
+
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].replace(summary["digest"], "0123456789abcdef")
+    path.write_text("\n".join(lines) + "\n")
+    refused = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert [line for line in refused.stderr.splitlines() if line.strip()] == [
+        f"error: {path}:4: episode {json.loads(lines[3])['index']} was played by checkpoint 0123456789abcdef, not the "
+        f"header's {summary['digest']}: the file mixes two models; delete it or pass another eval.out"
+    ]
 
 
 @pytest.mark.slow

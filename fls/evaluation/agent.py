@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import OmegaConf
+from torch.distributions import Distribution
 
 from fls.errors import ConfigError
+from fls.model_files import class_identity, first_non_finite, load_model, read_model_data
 from fls.rundir import CONFIG_FILE, FINAL_MODEL, check_model_file, newest_checkpoint
 
 OBS_SHAPE = (4, 84, 84)
@@ -30,7 +32,7 @@ def file_digest(path: Path) -> str:
 
 
 def _algorithm(data: dict[str, Any], path: Path) -> type:
-    module = str(data.get("policy_class", {}).get("__module__", ""))
+    module, _ = class_identity(data.get("policy_class"))
     if module.startswith("fls."):
         from fls.ppo import AttentionPPO
 
@@ -50,6 +52,16 @@ def _algorithm(data: dict[str, Any], path: Path) -> type:
             raise ConfigError(f"{path} is a QR-DQN agent: pip install sb3-contrib to evaluate it") from None
         return QRDQN
     raise ConfigError(f"{path}: unsupported agent (policy from '{module or 'unknown'}'; supported: {SUPPORTED})")
+
+
+@contextmanager
+def _unvalidated_distributions() -> Iterator[None]:
+    previous = Distribution._validate_args
+    Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(previous)
 
 
 @dataclass
@@ -86,7 +98,9 @@ class Agent:
         x = self.as_input(obs)
         policy = self.policy
         if self.algorithm in ("AttentionPPO", "PPO", "A2C"):
-            return policy.get_distribution(x).distribution.logits
+            # No argument validation: NaN logits must reach the runner's check, not raise inside torch.
+            with _unvalidated_distributions():
+                return policy.get_distribution(x).distribution.logits
         if self.algorithm == "DQN":
             return policy.q_net(x)
         return policy.quantile_net(x).mean(dim=1)  # QR-DQN: expected value over quantiles
@@ -125,13 +139,12 @@ def run_game(run_dir: Path | None) -> str | None:
     return str(OmegaConf.load(run_dir / CONFIG_FILE).env.name)
 
 
-def load_agent(path: Path, device: torch.device | str = "cpu", n_actions: int | None = None) -> Agent:
-    """Load an SB3 agent from a .zip, check it fits the (4,84,84) uint8 Atari stack and ``n_actions``."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path} is not an SB3 model archive ({error})") from None
+def load_agent(
+    path: Path, device: torch.device | str = "cpu", n_actions: int | None = None, allow_pickle: bool = False
+) -> Agent:
+    """Load an SB3 agent from a .zip, check it fits the (4,84,84) uint8 Atari stack and ``n_actions``, and that its
+    parameters are finite. Nothing in the file is unpickled unless ``allow_pickle`` (see :mod:`fls.model_files`)."""
+    data = read_model_data(path)
     algorithm = _algorithm(data, path)
     # Schedules are not needed to act; replacing them avoids unpickling closures from other code versions.
     custom = {
@@ -140,7 +153,7 @@ def load_agent(path: Path, device: torch.device | str = "cpu", n_actions: int | 
         "clip_range": lambda _: 0.0,
         "exploration_schedule": lambda _: 0.0,
     }
-    model = algorithm.load(path, device=device, custom_objects=custom)
+    model = load_model(algorithm, path, device=device, allow_pickle=allow_pickle, custom_objects=custom)
     shape = tuple(model.observation_space.shape)
     if shape == OBS_SHAPE:
         channels_last = False
@@ -155,6 +168,14 @@ def load_agent(path: Path, device: torch.device | str = "cpu", n_actions: int | 
         raise ConfigError(
             f"{path} has {model.action_space.n} actions but the game has {n_actions} (minimal action set): "
             "wrong env=? (agents trained with full_action_space=True are not supported)"
+        )
+    bad = first_non_finite(model.policy)
+    if bad is not None:
+        name, count, size = bad
+        # A NaN network still picks actions (argmax of NaN is action 0) and would get a normal-looking score.
+        raise ConfigError(
+            f"{path}: parameter {name} is not finite ({count} of {size} values NaN or inf); the model is broken "
+            "(evaluate an earlier checkpoint)"
         )
     model.policy.set_training_mode(False)
     return Agent(
@@ -171,9 +192,8 @@ def saved_exploration_rate(path: Path) -> float | None:
     """The ε a DQN / QR-DQN archive acts with (``exploration_rate``, else ``exploration_final_eps``), read from the
     archive's JSON ``data`` without unpickling anything; None if it records neither."""
     try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError):
+        data = read_model_data(path)
+    except ConfigError:
         return None
     for key in ("exploration_rate", "exploration_final_eps"):
         value = data.get(key)

@@ -2,14 +2,18 @@
 
 The first line is a header naming what the records belong to (checkpoint digest, game, protocol); every other
 line is one finished episode. Lines are flushed and fsynced as episodes finish; a torn last line from a crash is
-dropped on reopening. Restarting with the same settings keeps the finished episodes; different settings are
-refused instead of mixing two experiments in one file.
+dropped on reopening (its episode is played again); a malformed line elsewhere (local damage) is skipped with a
+warning and counted, and the records after it are kept. Every record must carry the header's digest. Restarting
+with the same settings keeps the finished episodes; different settings are refused instead of mixing two
+experiments in one file.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,82 @@ def records_path(out_dir: Path, shard: int, num_shards: int) -> Path:
     return out_dir / name
 
 
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "index": int,
+    "seed": int,
+    "game": int,
+    "score": (int, float),
+    "length": int,
+    "truncated": bool,
+    "digest": str,
+}
+
+
+def parse_record(line: bytes | str) -> Episode | str:
+    """One record line as an Episode, or why it is not one (exact fields, their types, finite score)."""
+    try:
+        fields = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return "not JSON"
+    if not isinstance(fields, dict) or set(fields) != set(_FIELDS):
+        return f"fields are not {', '.join(_FIELDS)}"
+    for key, kind in _FIELDS.items():
+        value = fields[key]
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            return f"{key}={value!r} is not a valid {key}"
+    if not math.isfinite(fields["score"]) or min(fields["index"], fields["game"], fields["length"]) < 0:
+        return "score, index, game or length out of range"
+    return Episode(**{**fields, "score": float(fields["score"])})
+
+
+@dataclass
+class RecordsScan:
+    """What a records file holds: its header, its valid episodes (file order), the line numbers of the malformed
+    lines that were skipped, and how many bytes end with the last complete line (after it: a torn write)."""
+
+    header: dict[str, Any]
+    episodes: list[Episode]
+    skipped: list[int]
+    complete_bytes: int
+
+
+def scan_records(path: Path) -> RecordsScan:
+    """Read a records file, warning (on stderr) about each malformed line, which is skipped.
+
+    The bytes after the last newline are a write cut short by a crash (every record ends with one): they are
+    ignored without a warning. A record whose digest differs from the header's is a ConfigError: the file mixes
+    two checkpoints, and no count of skipped lines could make its summary right.
+    """
+    raw = path.read_bytes()
+    complete = raw[: raw.rfind(b"\n") + 1]
+    lines = complete.split(b"\n")[:-1]
+    if not lines or not lines[0].strip():
+        raise ConfigError(f"{path} is not an fls records file (empty); delete it or pass another eval.out")
+    try:
+        header = json.loads(lines[0])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not an fls records file; delete it or pass another eval.out")
+    episodes, skipped = [], {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        episode = parse_record(line)
+        if isinstance(episode, str):
+            skipped[number] = episode
+            continue
+        if episode.digest != header.get("digest"):
+            raise ConfigError(
+                f"{path}:{number}: episode {episode.index} was played by checkpoint {episode.digest}, not the "
+                f"header's {header.get('digest')}: the file mixes two models; delete it or pass another eval.out"
+            )
+        episodes.append(episode)
+    for number, why in skipped.items():  # warned once the file is known to be usable: a refusal stays one line
+        print(f"warning: {path}:{number}: malformed record skipped ({why})", file=sys.stderr)
+    return RecordsScan(header, episodes, list(skipped), len(complete))
+
+
 class EpisodeLog:
     """The records file of one shard: load what is there, append episodes as they finish."""
 
@@ -61,6 +141,7 @@ class EpisodeLog:
         self.path = path
         self.header = {"format": FORMAT, **header}
         self.episodes: dict[int, Episode] = {}
+        self.skipped = 0  # malformed lines found in the file (they stay in it and are counted again next time)
         if path.is_file():
             self._load()
         else:
@@ -70,33 +151,20 @@ class EpisodeLog:
             os.replace(tmp, path)
 
     def _load(self) -> None:
-        raw = self.path.read_bytes()
-        lines = raw.split(b"\n")
-        if not lines or not lines[0]:
-            raise ConfigError(f"{self.path} is not an fls records file (empty); delete it or pass another eval.out")
-        try:
-            old = json.loads(lines[0])
-        except json.JSONDecodeError:
-            raise ConfigError(f"{self.path} is not an fls records file; delete it or pass another eval.out") from None
+        scan = scan_records(self.path)
+        old = scan.header
         for key, value in self.header.items():
             if key != "checkpoint" and old.get(key) != value:
                 raise ConfigError(
                     f"{self.path} holds records with {key}={old.get(key)}, not {value}: pass another eval.out "
                     "(or delete the file) instead of mixing two evaluations"
                 )
-        good = len(lines[0]) + 1
-        for line in lines[1:]:
-            if not line:
-                continue
-            try:
-                episode = Episode(**json.loads(line))
-            except (json.JSONDecodeError, TypeError):
-                break  # torn write at a crash: everything after the last complete line is dropped
+        for episode in scan.episodes:
             self.episodes.setdefault(episode.index, episode)
-            good += len(line) + 1
-        if good < len(raw):
-            with open(self.path, "r+b") as handle:
-                handle.truncate(good)
+        self.skipped = len(scan.skipped)
+        if scan.complete_bytes < self.path.stat().st_size:
+            with open(self.path, "r+b") as handle:  # drop the torn write so the next record starts a new line
+                handle.truncate(scan.complete_bytes)
 
     def append(self, episode: Episode) -> None:
         """Record a finished episode durably (flushed and fsynced before returning)."""
@@ -110,15 +178,6 @@ class EpisodeLog:
 
 
 def read_records(path: Path) -> tuple[dict[str, Any], list[Episode]]:
-    """Header and episodes of a records file (read-only)."""
-    lines = path.read_text().splitlines()
-    if not lines:
-        raise ConfigError(f"{path} is empty")
-    header = json.loads(lines[0])
-    episodes = []
-    for line in lines[1:]:
-        try:
-            episodes.append(Episode(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError):
-            break
-    return header, episodes
+    """Header and valid episodes of a records file (read-only; see :func:`scan_records`)."""
+    scan = scan_records(path)
+    return scan.header, scan.episodes

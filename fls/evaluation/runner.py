@@ -200,6 +200,13 @@ def run_episodes(
 
     def act(group: _Group) -> None:
         scores = agent.scores(group.obs).float().cpu().numpy()
+        if not np.isfinite(scores).all():
+            # argmax over NaN picks action 0 and the game goes on to a normal-looking score: stop instead.
+            j = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
+            raise ConfigError(
+                f"{agent.path}: the model's action scores became NaN or inf in episode {group.index(j)}; it cannot "
+                "be evaluated (records of the episodes already finished are kept)"
+            )
         group.env.step_async(choose_actions(scores, group.rngs, sample, explore))
 
     def collect(group: _Group) -> None:
