@@ -2,8 +2,8 @@
 
 ``hold(lock_file)`` takes ``fcntl.flock`` on the file and writes who holds it (PID, host, command line, start
 time) into it. A second writer is refused at once with a ConfigError naming the holder. The kernel drops the lock
-when the process ends however it ends (exit, crash, kill -9), so a lock is never stale; the file left behind is
-just a name. On Linux, flock also works across machines on NFS (it is emulated with fcntl byte-range locks).
+when the process ends however it ends (exit, crash, kill -9), so a lock is never stale. On Linux, flock also
+works across machines on NFS (it is emulated with fcntl byte-range locks).
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def hold(lock_file: str | os.PathLike, what: str, wait: float = 0.0) -> Iterator
     """Hold the lock on ``lock_file`` (its folder must exist) while writing ``what``.
 
     Refuses with a LockedError naming the holder when another process holds it (after waiting up to ``wait``
-    seconds). Re-entrant within a process. On release, a lock file left alone in its folder is removed, so a
-    folder that received nothing else does not stay behind.
+    seconds). Re-entrant within a process. The lock file is removed on release (a holder killed with -9 leaves it
+    behind, unlocked, for the next writer to take over), so finished outputs carry no lock files.
     """
     path = Path(lock_file).absolute()
     held = _HELD.get(path)
@@ -124,10 +124,7 @@ def hold(lock_file: str | os.PathLike, what: str, wait: float = 0.0) -> Iterator
     finally:
         del _HELD[path]
         try:
-            if [p.name for p in path.parent.iterdir()] == [path.name]:
-                path.unlink()  # still held: a process that opened it meanwhile sees the unlink and retries
-            else:
-                os.ftruncate(fd, 0)
+            path.unlink()  # while still held: a process that opened it meanwhile sees the unlink and retries
         except OSError:
             pass
         os.close(fd)

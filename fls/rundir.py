@@ -2,7 +2,7 @@
 
 <run dir>/
   config.yaml            resolved config of the run (what resume and evaluate read)
-  .lock                  held (flock) by the process writing the run: one writer at a time (fls.locks)
+  .lock                  while a process writes the run: its flock, one writer at a time (fls.locks)
   .hydra/                the invocation (config.yaml, hydra.yaml, overrides.yaml; resumes.jsonl, one line a resume)
   checkpoints/step_<N>.zip
   final_model.zip        written when the budget is reached

@@ -258,3 +258,47 @@ def test_fresh_runs_with_one_name_get_their_own_directories(tmp_path) -> None:
     assert len(runs) == 2 and all(run.name.endswith(("_2", "_3")) for run in runs), runs
     lambdas = sorted(float(p.joinpath("config.yaml").read_text().split("entropy_lambda: ")[1].split()[0]) for p in runs)
     assert lambdas == [0.0, 0.001]
+
+
+def test_lock_refusal_names_the_holder_and_is_released_when_it_dies(tmp_path) -> None:
+    from fls.locks import LockedError, hold
+
+    lock_file = tmp_path / ".lock"
+    holder = hold_in_another_process(lock_file)
+    try:
+        with pytest.raises(LockedError, match=rf"is being written by PID {holder.pid} on .*\(-c {lock_file}, since "):
+            with hold(lock_file, "the test folder"):
+                pass
+    finally:
+        holder.kill()  # kill -9: the kernel releases the lock
+        holder.wait()
+    with hold(lock_file, "the test folder"), hold(lock_file, "the test folder"):  # free now, and re-entrant
+        assert json.loads(lock_file.read_text())["pid"] == os.getpid()
+    assert not lock_file.exists()  # removed on release
+
+
+def _make(path: str) -> str:
+    from fls.rundir import new_directory
+
+    return str(new_directory(path))
+
+
+def test_one_name_asked_for_at_once_gives_distinct_directories(tmp_path) -> None:
+    import multiprocessing
+
+    name = "10-00-00_Breakout_sparse_fls_seed1"
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        made = pool.map(_make, [str(tmp_path / "outputs" / name)] * 6)
+    assert sorted(Path(p).name for p in made) == [name] + [f"{name}_{i}" for i in range(2, 7)]
+
+
+def test_the_next_writer_removes_orphans_of_an_interrupted_write(run_copy, tmp_path) -> None:
+    orphans = [run_copy / ".config.yaml.k2j4.tmp", run_copy / "checkpoints" / ".step_000000000128.zip.x81.tmp"]
+    for orphan in orphans:
+        orphan.parent.mkdir(exist_ok=True)
+        orphan.write_bytes(b"half a file")
+    result = run_script("train.py", f"resume={run_copy}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "already finished" in result.stdout
+    assert not any(orphan.exists() for orphan in orphans)
+    assert (run_copy / "final_model.zip").is_file()
