@@ -39,6 +39,7 @@ def test_training_writes_a_complete_run_directory(cli, tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "config.yaml").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    assert not (run_dir / "train.log").exists() and not (run_dir / ".lock").exists()  # no empty log, lock released
     assert (run_dir / "final_model.zip").is_file()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000000000256.zip"]
     rows = read_progress(run_dir)
