@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -94,14 +95,72 @@ def check_overrides(args: list[str], known_model_keys: Iterable[str], config_dir
 
 
 def register_resolvers() -> None:
-    """Resolvers used by configs/: a resumed run writes into its own run directory."""
+    """Resolvers used by configs/: sweep and job directories created exclusively (fls.rundir)."""
+    import atexit
+
     from omegaconf import OmegaConf
 
-    from fls.rundir import resume_subdir
+    from fls.rundir import new_job_dir, new_sweep_dir, remove_created_if_empty
 
-    if not OmegaConf.has_resolver("fls_run_dir"):
-        OmegaConf.register_new_resolver("fls_run_dir", lambda resume, default: str(resume) if resume else default)
-        OmegaConf.register_new_resolver("fls_hydra_subdir", resume_subdir)
+    def one_line_os_errors(resolver: Callable[..., str]) -> Callable[..., str]:
+        def resolve(*args: Any) -> str:
+            try:
+                return resolver(*args)
+            except OSError as error:
+                fail(os_error_message(error, ""))  # SystemExit passes through OmegaConf and Hydra untouched
+
+        return resolve
+
+    if not OmegaConf.has_resolver("fls_new_dir"):
+        # use_cache: Hydra copies resolver caches into each job's config, so a sweep directory is made once.
+        OmegaConf.register_new_resolver("fls_new_dir", one_line_os_errors(new_sweep_dir), use_cache=True)
+        OmegaConf.register_new_resolver("fls_job_dir", one_line_os_errors(new_job_dir), use_cache=True)
+        atexit.register(remove_created_if_empty)
+
+
+# What to do about an OSError, by errno, and where each command can be told to write instead.
+_OS_ADVICE = {
+    errno.EACCES: "make it writable or write elsewhere",
+    errno.EPERM: "make it writable or write elsewhere",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.ENOSPC: "the disk is full: free some space (then run the same command again) or write elsewhere",
+    errno.EDQUOT: "the disk quota is exhausted: free some space (then run the same command again) or write elsewhere",
+    errno.ENOTDIR: "a file stands where a folder is needed: move it or write elsewhere",
+    errno.EEXIST: "something of that name is in the way: move it or write elsewhere",
+    errno.EISDIR: "a folder stands where a file is needed: move it or write elsewhere",
+    errno.ENOENT: "check the path",
+}
+_WRITE_ELSEWHERE = {
+    "train": "hydra.run.dir=<folder>",
+    "evaluate": "eval.out=, saliency.out=, gaze.out= or report.out=<folder>",
+}
+
+
+def os_error_message(error: OSError, command: str) -> str:
+    """One line for an OSError: the path, what went wrong and what to do."""
+    path = error.filename if error.filename is not None else "a file"
+    reason = error.strerror or str(error)
+    advice = _OS_ADVICE.get(error.errno, "check the path and its permissions")
+    if "elsewhere" in advice and command in _WRITE_ELSEWHERE:
+        advice += f" ({_WRITE_ELSEWHERE[command]})"
+    return f"{path}: {reason.lower()}; {advice}"
+
+
+def guard_task(task: Callable[[Any], Any], config_name: str) -> Callable[[Any], Any]:
+    """``task`` with an OSError turned into one line (exit 2) and the folders it created but left empty removed."""
+    from fls.rundir import remove_created_if_empty
+
+    def guarded(cfg: Any) -> Any:
+        try:
+            return task(cfg)
+        except OSError as error:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            fail(os_error_message(error, config_name))
+        finally:
+            remove_created_if_empty()  # a refused job of a sweep must not leave its folder to the next
+
+    return guarded
 
 
 def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
@@ -114,6 +173,7 @@ def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
     check_overrides(sys.argv[1:], (*COMMON_KEYS, *ALL_OPTIONS))
     check_command_line(sys.argv[1:], config_name)
     register_resolvers()
+    task = guard_task(task, config_name)
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base="1.3")
     def _main(cfg: Any) -> Any:

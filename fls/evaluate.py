@@ -16,11 +16,14 @@ from fls.evaluation.agent import Agent, load_agent, resolve_checkpoint, run_game
 from fls.evaluation.records import EpisodeLog, records_path, scan_records, shard_episodes
 from fls.evaluation.runner import acting_epsilon, run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
+from fls.locks import hold, remove_orphans
 from fls.model_files import allow_pickle_flag
-from fls.rundir import CONFIG_FILE
+from fls.rundir import CONFIG_FILE, make_dirs
 from fls.train import resolve_device
 
 TASKS = ("episodes", "merge", "video", "gaze", "report", "faithfulness", "tree")
+SUMMARY_LOCK = ".summary.lock"
+SUMMARY_WAIT_S = 600.0  # a summary takes seconds; waiting beats refusing the shard that completes the set
 
 
 def evaluation_config(**overrides: Any) -> DictConfig:
@@ -143,36 +146,52 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
         "num_envs": ev["num_envs"],
         "num_shards": ev["num_shards"],
     }
-    log = EpisodeLog(records_path(out_dir, ev["shard"], ev["num_shards"]), {**meta, "shard": ev["shard"]})
-    pending = [i for i in indices if i not in log.episodes]
-    done_before = len(indices) - len(pending)
-    print(f"{game}: {len(indices)} episodes in this shard, {done_before} already recorded in {log.path}", flush=True)
-    try:
-        run_episodes(
-            agent,
-            spec,
-            pending,
-            base_seed=ev["seed"],
-            streams=ev["num_envs"],
-            deterministic=bool(ev["deterministic"]),
-            epsilon=epsilon,
-            max_episode_steps=max_steps,
-            on_episode=log.append,
-        )
-    except KeyboardInterrupt:
+    records = records_path(out_dir, ev["shard"], ev["num_shards"])
+    make_dirs(out_dir)
+    # One writer per records file: shards of one evaluation run side by side, a second copy of a shard is refused.
+    with hold(out_dir / f".{records.name}.lock", f"evaluation records {records}"):
+        remove_orphans(out_dir, f"{records.name}.tmp")
+        log = EpisodeLog(records, {**meta, "shard": ev["shard"]})
+        pending = [i for i in indices if i not in log.episodes]
+        done_before = len(indices) - len(pending)
         print(
-            f"interrupted with {len(log.episodes)}/{len(indices)} episodes recorded in {log.path}; "
-            "run the same command again to finish",
-            file=sys.stderr,
+            f"{game}: {len(indices)} episodes in this shard, {done_before} already recorded in {log.path}", flush=True
         )
-        sys.exit(130)
+        try:
+            run_episodes(
+                agent,
+                spec,
+                pending,
+                base_seed=ev["seed"],
+                streams=ev["num_envs"],
+                deterministic=bool(ev["deterministic"]),
+                epsilon=epsilon,
+                max_episode_steps=max_steps,
+                on_episode=log.append,
+            )
+        except KeyboardInterrupt:
+            print(
+                f"interrupted with {len(log.episodes)}/{len(indices)} episodes recorded in {log.path}; "
+                "run the same command again to finish",
+                file=sys.stderr,
+            )
+            sys.exit(130)
     if ev["num_shards"] > 1:
         return merge(out_dir, cfg, required=False)
     return summarise(out_dir, list(log.episodes.values()), {**meta, "skipped_lines": log.skipped}, cfg)
 
 
 def summarise(out_dir: Path, episodes: list, meta: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
-    """Write the summary files, log them to W&B and print the one-line result."""
+    """Write the summary files, log them to W&B and print the one-line result.
+
+    Under the folder's summary lock: the last two shards of an evaluation may finish at the same moment.
+    """
+    with hold(out_dir / SUMMARY_LOCK, f"the summary in {out_dir}", wait=SUMMARY_WAIT_S):
+        remove_orphans(out_dir)
+        return _summarise(out_dir, episodes, meta, cfg)
+
+
+def _summarise(out_dir: Path, episodes: list, meta: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
     stats = write_summary(out_dir, episodes, meta, bins=int(cfg.eval.histogram_bins))
     checkpoint = Path(meta["checkpoint"])
     run_name = checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else checkpoint.parent.name

@@ -2,7 +2,8 @@
 
 <run dir>/
   config.yaml            resolved config of the run (what resume and evaluate read)
-  .hydra/                Hydra's record of the invocation (.hydra-resume-<time>/ for each resume)
+  .lock                  while a process writes the run: its flock, one writer at a time (fls.locks)
+  .hydra/                the invocation (config.yaml, hydra.yaml, overrides.yaml; resumes.jsonl, one line a resume)
   checkpoints/step_<N>.zip
   final_model.zip        written when the budget is reached
   progress.csv, tb/, wandb/
@@ -16,8 +17,8 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from fls.errors import ConfigError
 
@@ -113,6 +114,111 @@ def newest_checkpoint(run_dir: str | os.PathLike) -> Path:
     return check_model_file(candidates[-1])
 
 
-def resume_subdir(resume: str | None) -> str:
-    """Hydra's output subdir: .hydra for a new run, a fresh one per resume so the original record survives."""
-    return ".hydra" if not resume else f".hydra-resume-{datetime.now():%Y-%m-%d_%H-%M-%S}"
+# Directories this process created (parents first): removed again if still empty when the command ends, so a
+# refused or dry command leaves nothing behind.
+_CREATED: list[Path] = []
+
+
+def make_dirs(path: str | os.PathLike) -> Path:
+    """``mkdir -p path``, remembering each folder it created (see remove_created_if_empty)."""
+    target = Path(path).absolute()
+    missing = []
+    for folder in (target, *target.parents):
+        if folder.exists():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue  # another process made it meanwhile: not ours to remove
+        _CREATED.append(folder)
+    return target
+
+
+def new_directory(path: str | os.PathLike) -> Path:
+    """Create ``path`` exclusively; if it exists, ``<path>_2``, ``<path>_3``, ... (the first that does not).
+
+    Two processes asking for the same name (two launches in one second, one job number on two machines) get two
+    directories: ``os.mkdir`` fails for all but one of them.
+    """
+    target = Path(path).absolute()
+    for attempt in range(1, 10_000):
+        candidate = target if attempt == 1 else target.with_name(f"{target.name}_{attempt}")
+        make_dirs(candidate.parent)
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        except FileNotFoundError:  # a parent was removed by a refused command's clean-up just now: try again
+            make_dirs(candidate.parent)
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+        _CREATED.append(candidate)
+        return candidate
+    raise ConfigError(f"{target}: 10,000 directories of this name exist; choose another name")
+
+
+def remove_created_if_empty() -> None:
+    """Remove the directories this process created that are still empty (deepest first)."""
+    while _CREATED:
+        folder = _CREATED.pop()
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty (the command wrote there) or gone
+
+
+def new_sweep_dir(path: str) -> str:
+    """Resolver of hydra.sweep.dir: a sweep directory created exclusively (cached by Hydra's resolver cache, which
+    its launchers copy into every job's config, so it is created once per sweep)."""
+    return str(new_directory(path))
+
+
+def new_job_dir(sweep_dir: str, job_num: Any) -> str:
+    """Resolver of hydra.sweep.subdir: ``<job num>`` created exclusively in the sweep (``<num>_2`` if taken)."""
+    return new_directory(Path(sweep_dir) / str(job_num)).name
+
+
+def _explicit(config: Any, key: str) -> bool:
+    return any(str(item).lstrip("+~").split("=", 1)[0] == key for item in config.hydra.overrides.hydra)
+
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - Hydra is a dependency; this keeps the module importable without it
+    Callback = object  # type: ignore[assignment,misc]
+
+
+class OutputDirs(Callback):  # type: ignore[misc,valid-type]
+    """Hydra callback (configs' hydra.callbacks) that decides, before Hydra creates it, where a run writes.
+
+    fresh=true (train.py): a new run gets its directory created exclusively (``_2``, ... on a name collision);
+    ``resume=`` and ``dry_run=true`` create nothing (Hydra is pointed at the current directory, and nothing is
+    written there). fresh=false (evaluate.py): Hydra's run dir is the current directory, the tasks write only
+    into their output folders. An explicit ``hydra.run.dir=`` is created as given. Folders made here are
+    removed again when the command ends with them still empty (remove_created_if_empty).
+    """
+
+    def __init__(self, fresh: bool = False) -> None:
+        self.fresh = fresh
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        from omegaconf import OmegaConf, read_write
+
+        from fls.cli import fail, os_error_message
+
+        target = Path(".")
+        try:
+            if self.fresh and (OmegaConf.select(config, "resume") or OmegaConf.select(config, "dry_run")):
+                target = Path(".")
+            elif self.fresh and not _explicit(config, "hydra.run.dir"):
+                target = new_directory(str(config.hydra.run.dir))
+            else:
+                target = make_dirs(str(config.hydra.run.dir))
+        except OSError as error:
+            fail(os_error_message(error, str(config.hydra.job.name)))
+        with read_write(config.hydra):
+            config.hydra.run.dir = str(target)

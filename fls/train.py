@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
-from fls.envs import make_vec_env
+from fls.envs import get_game, make_vec_env
 from fls.errors import ConfigError
 from fls.logging import init_wandb, make_logger
 from fls.model_files import allow_pickle_flag, load_model
@@ -21,6 +21,7 @@ from fls.models import build_policy, count_parameters, policy_kwargs
 from fls.models.policy import FLSPolicy
 from fls.ppo import AttentionPPO, LinearDecay, NonFiniteError
 from fls.rundir import (
+    CHECKPOINT_DIR,
     CONFIG_FILE,
     FINAL_MODEL,
     atomic_write_text,
@@ -32,8 +33,10 @@ from fls.rundir import (
 # Exit status of a run stopped by a NaN or infinity (1 is a crash, 2 a refused command).
 EXIT_NON_FINITE = 3
 
-# Overrides a resumed run may change; everything else must match the run's own config.
-RESUME_MAY_CHANGE = ("resume", "device", "logger", "hydra", "checkpoint_every", "after_training", "allow_pickle")
+# Settings a resumed run may change; every other override must agree with the run's own config.
+RESUME_MAY_CHANGE = ("device", "logger", "checkpoint_every")
+# Overrides that say how to run this command, not what the run is.
+RESUME_NOT_SETTINGS = ("resume", "hydra", "dry_run", "allow_pickle")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -178,34 +181,111 @@ def _explicit_overrides() -> list[tuple[str, str]]:
     return pairs
 
 
-def resume_config(cfg: DictConfig) -> tuple[DictConfig, Path, Path]:
-    """The resumed run's own config (device and logger may change), its directory and newest checkpoint."""
-    run_dir = Path(str(cfg.resume)).resolve()
-    checkpoint = newest_checkpoint(run_dir)
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def same_setting(old: Any, new: Any) -> bool:
+    """Whether two config values mean the same (0 and 0.0, 1e6 and 1000000 do; True and 1 do not)."""
+    old, new = _plain(old), _plain(new)
+    if isinstance(old, dict) and isinstance(new, dict):
+        return old.keys() == new.keys() and all(same_setting(old[k], new[k]) for k in old)
+    if isinstance(old, list | tuple) and isinstance(new, list | tuple):
+        return len(old) == len(new) and all(same_setting(a, b) for a, b in zip(old, new, strict=True))
+    if isinstance(old, bool) or isinstance(new, bool):
+        return type(old) is type(new) and old == new
+    numbers = [v for v in (old, new) if isinstance(v, int | float)]
+    if len(numbers) == 2:
+        return old == new
+    if len(numbers) == 1 and isinstance(old, str) != isinstance(new, str):  # "1e6" read as text on one side
+        try:
+            return float(old) == float(new)
+        except ValueError:
+            return False
+    return old == new
+
+
+def _keys_set_by(key: str, value: str) -> list[str]:
+    """The settings an override fixes: a group choice names its config, an experiment sets everything it lists."""
+    from fls.cli import CONFIG_DIR
+
+    if key in ("model", "env", "ppo"):
+        return [f"{key}.name"]
+    if key != "experiment":
+        return [key]
+    path = CONFIG_DIR / "experiment" / f"{value}.yaml"
+    if not path.is_file():
+        return []
+    experiment = OmegaConf.load(path)
+    keys = []
+    for entry in experiment.get("defaults", []):
+        for group in entry if isinstance(entry, dict) else {}:
+            name = str(group).replace("override", "").strip().strip("/")
+            if name in ("model", "env", "ppo"):
+                keys.append(f"{name}.name")
+
+    def leaves(node: Any, prefix: str) -> None:
+        for child, sub in node.items():
+            if child in ("defaults", "hydra") and not prefix:
+                continue
+            dotted = f"{prefix}{child}"
+            if isinstance(sub, dict) and sub:
+                leaves(sub, dotted + ".")
+            else:
+                keys.append(dotted)
+
+    leaves(OmegaConf.to_container(experiment, resolve=False), "")
+    return keys
+
+
+def _restore(cfg: DictConfig, saved: DictConfig) -> DictConfig:
+    """The run's own config, with settings added since it was made taken from today's defaults."""
+    base = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    if "model" in saved:
+        base.model = saved.model  # one model's options, not today's default model's merged into them
+    return OmegaConf.merge(base, saved)
+
+
+def resume_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
+    """The resumed run's own config and its directory.
+
+    Every setting comes from the run's config.yaml; an override given again on the command line must agree with
+    it (after type conversion), except those in RESUME_MAY_CHANGE, which replace the run's.
+    """
+    run_dir = Path(str(cfg.resume)).expanduser().resolve()
+    newest_checkpoint(run_dir)  # the run exists and has something to resume from
     saved_path = run_dir / CONFIG_FILE
     if not saved_path.is_file():
         raise ConfigError(f"run directory {run_dir} has no {CONFIG_FILE}: it was not written by train.py")
-    saved = OmegaConf.load(saved_path)
+    try:
+        saved = OmegaConf.load(saved_path)
+    except Exception as error:  # yaml and OmegaConf errors alike: the file is damaged
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ConfigError(f"{saved_path} is not readable YAML ({first_line}); restore it from .hydra/") from None
+    resumed = _restore(cfg, saved)
     for key, value in _explicit_overrides():
-        if key.split(".")[0].split("/")[0] in RESUME_MAY_CHANGE:
+        root = key.split(".")[0].split("/")[0]
+        if root in RESUME_NOT_SETTINGS:
             continue
-        if key in ("model", "env", "ppo"):
-            key = f"{key}.name"
-        if key == "experiment":
+        if root in RESUME_MAY_CHANGE:
+            OmegaConf.update(resumed, key, _plain(OmegaConf.select(cfg, key)), merge=False, force_add=True)
             continue
-        old = OmegaConf.select(saved, key, default=None)
-        new = OmegaConf.select(cfg, key, default=None)
-        if str(old) != str(new):
-            raise ConfigError(
-                f"resume: {key}={value} differs from the run's {key}={old}; a resumed run keeps its own config "
-                f"(only {', '.join(RESUME_MAY_CHANGE[1:])} may change)"
-            )
-    saved.device = cfg.device
-    saved.logger = cfg.logger
-    saved.checkpoint_every = cfg.checkpoint_every
-    saved.allow_pickle = OmegaConf.select(cfg, "allow_pickle", default=False)
-    saved.resume = str(run_dir)
-    return saved, run_dir, checkpoint
+        for setting in _keys_set_by(key, value):
+            if setting.split(".")[0] in RESUME_MAY_CHANGE:
+                OmegaConf.update(resumed, setting, _plain(OmegaConf.select(cfg, setting)), merge=False)
+                continue
+            old = OmegaConf.select(saved, setting, default=None)
+            new = OmegaConf.select(cfg, setting, default=None)
+            if not same_setting(old, new):
+                given = f"{key}={value}" if setting in (key, f"{key}.name") else f"{key}={value} (sets {setting}={new})"
+                raise ConfigError(
+                    f"resume: {given} differs from the run's {setting}={_plain(old)}; a resumed run keeps its own "
+                    f"settings (only {', '.join(RESUME_MAY_CHANGE)} may change)"
+                )
+    resumed.resume = str(run_dir)
+    resumed.dry_run = bool(cfg.dry_run)  # how to run this command, not a setting of the run
+    resumed.allow_pickle = allow_pickle_flag(cfg)
+    return resumed, run_dir
 
 
 def wandb_identity(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
@@ -225,20 +305,71 @@ def wandb_identity(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     }
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Every check that can refuse a run, done before anything is written."""
+    check_env_config(cfg)
+    resolve_device(str(cfg.device))
+    ppo_kwargs(cfg)
+    policy_kwargs(model_config(cfg))
+    get_game(str(cfg.env.name))
+
+
+def check_fresh(cfg: DictConfig, run_dir: Path) -> None:
+    """A fresh run never writes into another run's directory (an explicit hydra.run.dir may name one)."""
+    if cfg.resume:
+        return
+    if any((run_dir / name).exists() for name in (CONFIG_FILE, CHECKPOINT_DIR, FINAL_MODEL, "progress.csv")):
+        raise ConfigError(
+            f"{run_dir} already holds a run; continue it with resume={run_dir} or choose another hydra.run.dir"
+        )
+
+
+def record_invocation(cfg: DictConfig, run_dir: Path, resumed_from: Path | None) -> None:
+    """Hydra's record of a fresh run (.hydra/config.yaml, hydra.yaml, overrides.yaml), written once the run is
+    accepted; a resume appends one line to .hydra/resumes.jsonl instead."""
+    import json
+    import socket
+    from datetime import datetime
+
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    record_dir = run_dir / ".hydra"
+    if resumed_from is None:
+        atomic_write_text(record_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+        atomic_write_text(record_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
+        atomic_write_text(record_dir / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
+        return
+    line = {
+        "time": datetime.now().isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+        "overrides": list(hydra_cfg.overrides.task),
+        "checkpoint": resumed_from.name,
+    }
+    record_dir.mkdir(exist_ok=True)
+    with open(record_dir / "resumes.jsonl", "a") as handle:
+        handle.write(json.dumps(line) + "\n")
+
+
 def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
-    """Train (or resume) the run described by ``cfg`` in ``run_dir``; returns the model (None if already done)."""
+    """Train (or resume) the run described by ``cfg`` in ``run_dir``; returns the model (None if already done).
+
+    The caller holds the run directory's lock; a resume continues from the newest checkpoint found under it.
+    """
+    check_config(cfg)
+    device = resolve_device(str(cfg.device))
+    kwargs = ppo_kwargs(cfg)
+    policy_kw = policy_kwargs(model_config(cfg))
     checkpoint = None
     if cfg.resume:
-        cfg, run_dir, checkpoint = resume_config(cfg)
+        checkpoint = newest_checkpoint(run_dir)
         if checkpoint.name == FINAL_MODEL:
             print(f"run {run_dir} already finished ({checkpoint}); nothing to resume")
             return None
-    check_env_config(cfg)
-    device = resolve_device(str(cfg.device))
-    kwargs = ppo_kwargs(cfg)
-    policy_kw = policy_kwargs(model_config(cfg))  # validates the model options before any env starts
-    if not cfg.resume:
+        record_invocation(cfg, run_dir, checkpoint)
+    else:
         atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+        record_invocation(cfg, run_dir, None)
 
     seed = int(cfg.seed)
     env = make_vec_env(cfg.env.name, num_envs=int(cfg.env.num_envs), seed=seed)
@@ -341,12 +472,23 @@ def after_training(cfg: DictConfig, run_dir: Path) -> None:
 
 
 def main(cfg: DictConfig) -> None:
-    """Hydra task of train.py."""
+    """Hydra task of train.py: validate, then train and run the after-training steps holding the run's lock."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from fls.locks import LOCK_FILE, hold, remove_orphans
+
+    if cfg.resume:
+        cfg, run_dir = resume_config(cfg)
+    else:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.dry_run:
         dry_run(cfg)
         return
-    from hydra.core.hydra_config import HydraConfig
-
-    run_dir = Path(str(cfg.resume)).resolve() if cfg.resume else Path(HydraConfig.get().runtime.output_dir)
-    train(cfg, run_dir)
-    after_training(cfg, run_dir)
+    check_config(cfg)
+    check_fresh(cfg, run_dir)
+    with hold(run_dir / LOCK_FILE, f"run {run_dir}"):
+        check_fresh(cfg, run_dir)  # again under the lock: another launch may have started it meanwhile
+        for folder in (run_dir, run_dir / CHECKPOINT_DIR):
+            remove_orphans(folder)
+        train(cfg, run_dir)
+        after_training(cfg, run_dir)

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from fls.ppo import AttentionPPO
+from fls.rundir import checkpoints
+from fls.train import same_setting
 from tests.conftest import ROOT
 
 # 2 envs x 64 steps = 128 agent steps per update; 2 minibatches of 64.
@@ -37,6 +39,7 @@ def test_training_writes_a_complete_run_directory(cli, tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (run_dir / "config.yaml").is_file() and (run_dir / ".hydra" / "config.yaml").is_file()
+    assert not (run_dir / "train.log").exists() and not (run_dir / ".lock").exists()  # no empty log, lock released
     assert (run_dir / "final_model.zip").is_file()
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step_000000000256.zip"]
     rows = read_progress(run_dir)
@@ -91,6 +94,8 @@ def test_interrupted_run_resumes_without_losing_or_repeating_updates(tmp_path, h
         f"total_timesteps={budget}",
         "checkpoint_every=256",
         "logger.wandb.mode=disabled",
+        "after_training.eval_episodes=2",
+        "after_training.eval_num_envs=2",
         f"hydra.run.dir={run_dir}",
     ]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -104,6 +109,7 @@ def test_interrupted_run_resumes_without_losing_or_repeating_updates(tmp_path, h
     else:
         assert process.returncode == -signal.SIGKILL
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
+    assert not (run_dir / "eval").exists()
 
     resumed = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), f"resume={run_dir}"],
@@ -118,6 +124,12 @@ def test_interrupted_run_resumes_without_losing_or_repeating_updates(tmp_path, h
     assert model._n_updates == 4 * budget // 128  # 4 epochs per update: none lost, none repeated
     steps = [int(r["time/total_timesteps"]) for r in read_progress(run_dir)]
     assert steps == list(range(128, budget + 1, 128))  # each update logged once, in order
+    # The resume kept the run's own settings, not the command line's defaults: checkpoints every 256 steps (the
+    # default is 1M), W&B still off, and the after-training evaluation ran.
+    assert max(step for step, _ in checkpoints(run_dir)) >= budget - 256
+    assert not (run_dir / "wandb").exists()
+    assert (run_dir / "eval" / "final_model" / "summary.json").is_file()
+    assert not list(run_dir.glob(".hydra-resume-*")) and (run_dir / ".hydra" / "resumes.jsonl").is_file()
 
 
 def test_resume_errors(cli, tmp_path) -> None:
@@ -135,6 +147,36 @@ def test_resume_errors(cli, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("old", "new", "same"),
+    [
+        (0.0, 0, True),
+        (1_000_000, 1e6, True),
+        (1_000_000, "1e6", True),
+        (0.001, 0.0010, True),
+        (0.001, 0.002, False),
+        (True, 1, False),
+        (False, "false", False),
+        ([16, 32], [16.0, 32], True),
+        ({"a": 1}, {"a": 1.0}, True),
+        (None, 0, False),
+        ("sparse_fls", "sparse_fls", True),
+    ],
+)
+def test_resume_compares_values_after_type_conversion(old, new, same) -> None:
+    assert same_setting(old, new) is same
+
+
+def test_resume_accepts_equal_values_and_refuses_others(cli, tiny_run) -> None:
+    before = sorted(p.name for p in tiny_run.rglob("*"))
+    same = cli("train.py", f"resume={tiny_run}", "model.entropy_lambda=0", "total_timesteps=1.28e2", "dry_run=true")
+    assert same.returncode == 0, same.stderr[-3000:]
+    assert same.stdout.strip().splitlines()[-1].startswith("params: ")
+    other = cli("train.py", f"resume={tiny_run}", "ppo.n_epochs=3")
+    assert other.returncode == 2 and "ppo.n_epochs=3 differs from the run's ppo.n_epochs=4" in other.stderr
+    assert sorted(p.name for p in tiny_run.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["env.num_envs=0"], "env.num_envs=0: an integer >= 1"),
@@ -145,7 +187,7 @@ def test_resume_errors(cli, tmp_path) -> None:
 def test_bad_training_input(cli, tmp_path, args, message) -> None:
     result = cli("train.py", *args, "total_timesteps=128", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0 and message in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "run" / "config.yaml").exists()
+    assert not (tmp_path / "run").exists()  # a refused run creates nothing
 
 
 @pytest.mark.slow

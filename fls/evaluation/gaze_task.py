@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -12,7 +12,8 @@ from omegaconf import DictConfig
 
 from fls.errors import ConfigError
 from fls.evaluation.video_task import output_dir, saliency_methods, saliency_target
-from fls.rundir import atomic_write_text
+from fls.locks import LOCK_FILE, hold, remove_orphans
+from fls.rundir import atomic_write_text, make_dirs
 
 if TYPE_CHECKING:
     from fls.evaluate import Loaded
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
     """Replay every trial of the game, score each method and the baselines, write CSV + markdown + W&B."""
-    from fls.gaze import list_trials, score_trials
+    from fls.gaze import list_trials
 
     g = cfg.gaze
     if not g.data:
@@ -29,6 +30,17 @@ def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
     trials = list_trials(Path(str(g.data)).expanduser(), game)
     methods = saliency_methods(cfg, loaded)
     target = saliency_target(cfg)
+    out = make_dirs(output_dir(g.out, loaded, "gaze") if g.out else output_dir(None, loaded, "gaze") / game)
+    with hold(out / LOCK_FILE, f"gaze results in {out}"):  # one writer per results folder
+        remove_orphans(out)
+        return _score_and_write(cfg, loaded, trials, methods, target, out)
+
+
+def _score_and_write(cfg: DictConfig, loaded: Loaded, trials: list, methods: dict, target: Any, out: Path) -> Path:
+    from fls.gaze import score_trials
+
+    g = cfg.gaze
+    game = str(g.game or loaded.game)
     policy = loaded.agent.policy
     device = loaded.agent.device
 
@@ -47,7 +59,6 @@ def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
         seed=int(g.seed),
         eps=float(g.kl_eps),
     )
-    out = output_dir(g.out, loaded, "gaze") if g.out else output_dir(None, loaded, "gaze") / game
     results.write_csv(out / "frames.csv")
     results.write_markdown(out / "summary.md")
     summary = results.summary()

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig
 
 from fls.errors import ConfigError
+from fls.locks import hold
+from fls.rundir import make_dirs
 
 if TYPE_CHECKING:
     from fls.evaluate import Loaded
@@ -72,25 +74,27 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     stem = f"{loaded.checkpoint.stem}_{loaded.game}_seed{int(s.seed)}"
     path = out / f"{stem}.{s.format}"
     partial = out / f".{stem}.partial.{s.format}"  # renamed when complete: no half-written video
-    out.mkdir(parents=True, exist_ok=True)
-    recording = record_video(
-        loaded.agent.policy,
-        loaded.game,
-        partial,
-        methods=methods,
-        seed=int(s.seed),
-        episodes=int(s.episodes),
-        target=saliency_target(cfg),
-        deterministic=bool(s.deterministic),
-        epsilon=epsilon or 0.0,
-        max_steps=int(s.max_steps),
-        max_episode_steps=loaded.spec.eval_max_episode_steps,
-        normalize=str(s.normalize),
-        show_input=bool(s.input_panel),
-        fps=int(s.fps),
-        png_dir=out / f"{stem}_frames" if s.frames else None,
-    )
-    os.replace(partial, path)
+    make_dirs(out)
+    with hold(out / f".{stem}.lock", f"video {path}"):  # one writer per video
+        partial.unlink(missing_ok=True)  # left by an interrupted render
+        recording = record_video(
+            loaded.agent.policy,
+            loaded.game,
+            partial,
+            methods=methods,
+            seed=int(s.seed),
+            episodes=int(s.episodes),
+            target=saliency_target(cfg),
+            deterministic=bool(s.deterministic),
+            epsilon=epsilon or 0.0,
+            max_steps=int(s.max_steps),
+            max_episode_steps=loaded.spec.eval_max_episode_steps,
+            normalize=str(s.normalize),
+            show_input=bool(s.input_panel),
+            fps=int(s.fps),
+            png_dir=out / f"{stem}_frames" if s.frames else None,
+        )
+        os.replace(partial, path)
     scores = ", ".join(f"{e.score:g} in {e.length} steps{'' if e.finished else ' (cut)'}" for e in recording.episodes)
     acting = "" if epsilon is None else f", ε-greedy ε={epsilon:g}"
     print(f"{loaded.game} video with {', '.join(methods)}: {path} (score {scores}{acting})")
