@@ -19,12 +19,12 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from fls.envs import make_vec_env
 from fls.envs.games import GameSpec
 from fls.evaluation.agent import Agent
 from fls.evaluation.records import Episode
+from fls.progress import progress_bar
 
 
 def episode_rng(base_seed: int, index: int) -> np.random.Generator:
@@ -150,7 +150,7 @@ def run_episodes(
     ]
     sample = agent.stochastic and not deterministic
     total = sum(len(games) for games in todo.values())
-    bar = tqdm(total=total, unit="episode", desc="evaluate", dynamic_ncols=True, disable=not progress, smoothing=0.05)
+    bar = progress_bar(total, "evaluate", "episode", disable=not progress, smoothing=0.05)
 
     def act(group: _Group) -> None:
         scores = agent.scores(group.obs).float().cpu().numpy()
