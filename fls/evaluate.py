@@ -150,7 +150,8 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
         sys.exit(130)
     if ev["num_shards"] > 1:
         return merge(out_dir, cfg, required=False)
-    return summarise(out_dir, list(log.episodes.values()), meta, cfg)
+    # The file may hold more episodes than asked for (recorded for a larger eval.episodes): summarise the set asked.
+    return summarise(out_dir, [e for i, e in log.episodes.items() if i < ev["episodes"]], meta, cfg)
 
 
 def summarise(out_dir: Path, episodes: list, meta: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
@@ -190,11 +191,14 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
     keys = ("digest", "game", "episodes", "seed", "deterministic", "max_episode_steps", "num_envs", "num_shards")
     for header in headers[1:]:
         for key in keys:
-            if header.get(key) != headers[0].get(key):
+            # A shard extended to a larger eval.episodes before the others is not a disagreement, only unfinished.
+            if key != "episodes" and header.get(key) != headers[0].get(key):
                 raise ConfigError(
                     f"shard files in {out_dir} disagree on {key} ({headers[0].get(key)} vs {header.get(key)})"
                 )
-    total, num_shards, streams = (int(headers[0][k]) for k in ("episodes", "num_shards", "num_envs"))
+    num_shards, streams = (int(headers[0][k]) for k in ("num_shards", "num_envs"))
+    total = max(int(header["episodes"]) for header in headers)
+    episodes = {index: episode for index, episode in episodes.items() if index < total}
     missing = sorted(set(range(total)) - set(episodes))
     if missing:
         shards = sorted({(i % streams) % num_shards for i in missing})
@@ -207,6 +211,7 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
         print(message)
         return None
     meta = {key: headers[0][key] for key in (*keys, "checkpoint", "algorithm") if key in headers[0]}
+    meta["episodes"] = total
     return summarise(out_dir, list(episodes.values()), meta, cfg)
 
 

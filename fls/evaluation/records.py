@@ -17,6 +17,8 @@ from typing import Any
 from fls.errors import ConfigError
 
 FORMAT = "fls.episodes/1"
+# Header keys set by eval.<key> (the others come from the checkpoint or the game).
+SETTINGS = ("seed", "deterministic", "max_episode_steps", "num_envs", "num_shards", "shard")
 
 
 @dataclass(frozen=True)
@@ -79,11 +81,26 @@ class EpisodeLog:
         except json.JSONDecodeError:
             raise ConfigError(f"{self.path} is not an fls records file; delete it or pass another eval.out") from None
         for key, value in self.header.items():
-            if key != "checkpoint" and old.get(key) != value:
+            if key not in ("checkpoint", "episodes") and old.get(key) != value:
+                fix = f"add eval.{key}={old.get(key)} to continue them, or " if key in SETTINGS else ""
                 raise ConfigError(
-                    f"{self.path} holds records with {key}={old.get(key)}, not {value}: pass another eval.out "
+                    f"{self.path} holds records with {key}={old.get(key)}, not {value}: {fix}pass another eval.out "
                     "(or delete the file) instead of mixing two evaluations"
                 )
+        # Episode i is the same game whatever the total, so another eval.episodes reuses the records: a larger set
+        # extends them (the header is rewritten to the new total), a smaller one is a prefix of them.
+        wanted, recorded_for = self.header.get("episodes"), old.get("episodes")
+        if wanted != recorded_for and wanted is not None and recorded_for is not None:
+            if wanted > recorded_for:
+                print(f"{self.path.name}: extending the records of {recorded_for} episodes to {wanted}", flush=True)
+                header_line = json.dumps(self.header, sort_keys=True).encode()
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                tmp.write_bytes(header_line + b"\n" + b"\n".join(lines[1:]))
+                os.replace(tmp, self.path)
+                raw = self.path.read_bytes()
+                lines = raw.split(b"\n")
+            else:
+                print(f"{self.path.name}: using the first {wanted} of the {recorded_for} episodes recorded", flush=True)
         good = len(lines[0]) + 1
         for line in lines[1:]:
             if not line:
