@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 LINE_INTERVAL_S = 10.0
@@ -141,3 +143,22 @@ def progress_bar(
             **bar_options,
         )
     return LineProgress(total, desc, unit, initial=initial, stream=stream, interval=interval)
+
+
+class SweepNotice(Callback):
+    """Hydra callback (configs/train.yaml): at the start of a multirun, say where each job writes, where a
+    launcher's per-job logs go, and what every job does after training, before the first job starts."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep = OmegaConf.select(config, "hydra.sweep.dir")
+        lines = [f"sweep: each job writes its run directory to {sweep}/<job number>/"]
+        logs = OmegaConf.select(config, "hydra.launcher.submitit_folder", default=None)
+        if logs:
+            lines.append(f"sweep: each job's output and errors go to {str(logs).replace('%j', '<job id>')}/")
+        after = OmegaConf.select(config, "after_training", default=None)
+        if after is not None and (int(after.eval_episodes) > 0 or bool(after.video)):
+            steps = [f"evaluates {int(after.eval_episodes)} episodes"] if int(after.eval_episodes) > 0 else []
+            if after.video:
+                steps.append(f"records a saliency video ({', '.join(after.video_methods)})")
+            lines.append(f"sweep: after training, each job {' and '.join(steps)} (after_training.*)")
+        print("\n".join(lines), flush=True)

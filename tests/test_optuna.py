@@ -28,6 +28,8 @@ def test_tiny_lambda_search_resumes_after_a_kill(cli, tmp_path) -> None:
     first = cli("train.py", *args, "hydra.sweeper.n_trials=2")
     assert first.returncode == 0, first.stderr[-3000:]
     assert (sweep / "optuna.db").is_file()
+    assert f"sweep: each job writes its run directory to {sweep}/<job number>/" in first.stdout
+    assert "sweep: after training, each job evaluates 2 episodes (after_training.*)" in first.stdout
     storage = f"sqlite:///{sweep / 'optuna.db'}"
     study = optuna.load_study(study_name="lambda_search", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]

@@ -71,3 +71,29 @@ def test_progress_bar_picks_lines_off_a_terminal_and_tqdm_when_disabled() -> Non
     disabled.update(5)
     disabled.close()
     assert out.getvalue() == ""
+
+
+def test_sweep_notice_says_where_jobs_write_and_what_runs_after_training(capsys) -> None:
+    from omegaconf import OmegaConf
+
+    from fls.progress import SweepNotice
+
+    config = OmegaConf.create(
+        {
+            "hydra": {"sweep": {"dir": "multirun/x"}, "launcher": {"submitit_folder": "multirun/x/.submitit/%j"}},
+            "after_training": {"eval_episodes": 16, "video": True, "video_methods": ["attention", "gradcam"]},
+        }
+    )
+    SweepNotice().on_multirun_start(config)
+    assert capsys.readouterr().out.splitlines() == [
+        "sweep: each job writes its run directory to multirun/x/<job number>/",
+        "sweep: each job's output and errors go to multirun/x/.submitit/<job id>/",
+        "sweep: after training, each job evaluates 16 episodes and records a saliency video (attention, gradcam)"
+        " (after_training.*)",
+    ]
+    config.after_training.eval_episodes, config.after_training.video = 0, False
+    config.hydra.launcher = {}
+    SweepNotice().on_multirun_start(config)
+    assert capsys.readouterr().out.splitlines() == [
+        "sweep: each job writes its run directory to multirun/x/<job number>/"
+    ]
