@@ -92,3 +92,20 @@ def test_summarising_again_continues_the_same_wandb_run(tmp_path, monkeypatch) -
     assert len(runs) == 2 and all(name.endswith(f"-{run_id}") for name in runs), runs
     assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == 4
     assert Path(tmp_path / "wandb").is_dir()
+
+
+def test_dry_run_description_prints_the_shared_extractor_once() -> None:
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from fls.models import build_policy, describe_policy
+
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    with torch.device("meta"):  # shapes without storage: skips the orthogonal initialisation
+        policy = build_policy({"name": "sparse_fls"}, space, gym.spaces.Discrete(4))
+    text = describe_policy(policy)
+    assert text.count("SparseFLS(") == 1 and text.count("FLSAttention(") == 1
+    assert "(pi_features_extractor): the same module as (features_extractor)" in text
+    assert "(vf_features_extractor): the same module as (features_extractor)" in text
+    assert "(action_net): Linear(in_features=512, out_features=4, bias=True)" in text
