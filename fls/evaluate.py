@@ -178,7 +178,9 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
             sys.exit(130)
     if ev["num_shards"] > 1:
         return merge(out_dir, cfg, required=False)
-    return summarise(out_dir, list(log.episodes.values()), {**meta, "skipped_lines": log.skipped}, cfg)
+    # The file may hold more episodes than asked for (recorded for a larger eval.episodes): summarise the set asked.
+    episodes = [e for i, e in log.episodes.items() if i < ev["episodes"]]
+    return summarise(out_dir, episodes, {**meta, "skipped_lines": log.skipped}, cfg)
 
 
 def summarise(out_dir: Path, episodes: list, meta: dict[str, Any], cfg: DictConfig) -> dict[str, Any]:
@@ -229,11 +231,14 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
     keys = (*keys, "num_shards")
     for header in headers[1:]:
         for key in keys:
-            if header.get(key) != headers[0].get(key):
+            # A shard extended to a larger eval.episodes before the others is not a disagreement, only unfinished.
+            if key != "episodes" and header.get(key) != headers[0].get(key):
                 raise ConfigError(
                     f"shard files in {out_dir} disagree on {key} ({headers[0].get(key)} vs {header.get(key)})"
                 )
-    total, num_shards, streams = (int(headers[0][k]) for k in ("episodes", "num_shards", "num_envs"))
+    num_shards, streams = (int(headers[0][k]) for k in ("num_shards", "num_envs"))
+    total = max(int(header["episodes"]) for header in headers)
+    episodes = {index: episode for index, episode in episodes.items() if index < total}
     missing = sorted(set(range(total)) - set(episodes))
     if missing:
         shards = sorted({(i % streams) % num_shards for i in missing})
@@ -246,6 +251,7 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
         print(message)
         return None
     meta = {key: headers[0][key] for key in (*keys, "checkpoint", "algorithm") if key in headers[0]}
+    meta["episodes"] = total
     return summarise(out_dir, list(episodes.values()), {**meta, "skipped_lines": skipped}, cfg)
 
 

@@ -120,6 +120,21 @@ def init_wandb(
     )
 
 
+def init_wandb_once(id_file: Path, run_dir: Path, **options: Any) -> Any:
+    """:func:`init_wandb` continuing the run whose id ``id_file`` holds (written on the first call).
+
+    Re-running a finished evaluation or video then adds to its W&B run instead of starting a second one that
+    ``wandb sync`` would upload beside the first.
+    """
+    from fls.rundir import atomic_write_text
+
+    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    run = init_wandb(run_dir, run_id=run_id or None, **options)
+    if not run_id and options.get("mode") != "disabled":
+        atomic_write_text(id_file, run.id)
+    return run
+
+
 def make_logger(run_dir: Path, *, tensorboard: bool, wandb_run: Any | None, resume_step: int | None) -> Logger:
     """SB3 logger writing progress.csv, TensorBoard events (run_dir/tb) and W&B (when a run is given)."""
     formats: list[KVWriter] = [ProgressCSV(run_dir / PROGRESS_FILE, keep_until_step=resume_step)]

@@ -11,15 +11,15 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.callbacks import BaseCallback
-from tqdm import tqdm
 
 from fls.envs import get_game, make_vec_env
 from fls.errors import ConfigError
 from fls.logging import init_wandb, make_logger
 from fls.model_files import allow_pickle_flag, load_model
-from fls.models import build_policy, count_parameters, policy_kwargs
+from fls.models import build_policy, count_parameters, describe_policy, policy_kwargs
 from fls.models.policy import FLSPolicy
 from fls.ppo import AttentionPPO, LinearDecay, NonFiniteError
+from fls.progress import progress_bar
 from fls.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -97,7 +97,7 @@ def dry_run(cfg: DictConfig) -> int:
         policy = build_policy(model_config(cfg), env.observation_space, env.action_space)
     finally:
         env.close()
-    print(policy)
+    print(describe_policy(policy))
     n_params = count_parameters(policy)
     print(f"params: {n_params}")
     return n_params
@@ -119,7 +119,7 @@ class TrainingCallback(BaseCallback):
         self.boundary_step = 0
         self.last_checkpoint_step = 0
         self.stop_signal: int | None = None
-        self.bar: tqdm | None = None
+        self.bar: Any = None  # tqdm on a terminal, else LineProgress (one plain line every few seconds)
         self.games = 0  # whole games finished in this process
 
     def request_stop(self, signum: int, _frame: Any) -> None:
@@ -130,15 +130,8 @@ class TrainingCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.boundary_step = self.last_checkpoint_step = self.num_timesteps
-        self.bar = tqdm(
-            total=self.total,
-            initial=self.num_timesteps,
-            unit="step",
-            unit_scale=True,
-            dynamic_ncols=True,
-            mininterval=1.0 if sys.stderr.isatty() else 30.0,
-            desc="train",
-            smoothing=0.1,
+        self.bar = progress_bar(
+            self.total, "train", "step", initial=self.num_timesteps, unit_scale=True, mininterval=1.0, smoothing=0.1
         )
 
     def _on_rollout_start(self) -> None:
@@ -444,9 +437,10 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
     return model
 
 
-def after_training(cfg: DictConfig, run_dir: Path) -> None:
+def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """What the config asks for once the budget is reached: an evaluation (evaluate.py's protocol) and a
-    saliency video, both written into the run directory as evaluate.py would."""
+    saliency video, both written into the run directory as evaluate.py would. Returns the evaluation's
+    statistics (None when none ran)."""
     from fls.evaluate import evaluate_episodes, evaluation_config, load
 
     after = cfg.after_training
@@ -456,10 +450,11 @@ def after_training(cfg: DictConfig, run_dir: Path) -> None:
         "logger.wandb.mode": str(cfg.logger.wandb.mode),
         "logger.wandb.project": str(cfg.logger.wandb.project),
     }
+    stats = None
     episodes = int(after.eval_episodes)
     if episodes > 0:
         print(f"evaluating the final model on {episodes} episodes")
-        evaluate_episodes(
+        stats = evaluate_episodes(
             evaluation_config(**common, **{"eval.episodes": episodes, "eval.num_envs": int(after.eval_num_envs)})
         )
     if after.video:
@@ -469,10 +464,32 @@ def after_training(cfg: DictConfig, run_dir: Path) -> None:
             **common, **{"saliency.methods": list(after.video_methods), "saliency.max_steps": int(after.video_steps)}
         )
         saliency_video(video_cfg, load(video_cfg))
+    return stats
 
 
-def main(cfg: DictConfig) -> None:
-    """Hydra task of train.py: validate, then train and run the after-training steps holding the run's lock."""
+def training_objective(model: AttentionPPO | None, run_dir: Path) -> float:
+    """The mean return of the last (up to) 100 whole training games: SB3's episode buffer, or for a run that was
+    already finished, the last ``rollout/ep_rew_mean`` in progress.csv; NaN when no game finished."""
+    if model is not None and model.ep_info_buffer:
+        return float(sum(info["r"] for info in model.ep_info_buffer) / len(model.ep_info_buffer))
+    import csv
+
+    from fls.logging import PROGRESS_FILE
+
+    last = float("nan")
+    if (run_dir / PROGRESS_FILE).is_file():
+        with open(run_dir / PROGRESS_FILE, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("rollout/ep_rew_mean"):  # empty in rows logged before the first game ended
+                    last = float(row["rollout/ep_rew_mean"])
+    return last
+
+
+def main(cfg: DictConfig) -> float | None:
+    """Hydra task of train.py: validate, then train and run the after-training steps holding the run's lock.
+
+    Returns the run's objective for sweepers (Optuna): the after-training evaluation's mean score when one runs,
+    else the mean return of the last 100 training games (NaN when none finished)."""
     from hydra.core.hydra_config import HydraConfig
 
     from fls.locks import LOCK_FILE, hold, remove_orphans
@@ -483,12 +500,16 @@ def main(cfg: DictConfig) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     if cfg.dry_run:
         dry_run(cfg)
-        return
+        return None
     check_config(cfg)
     check_fresh(cfg, run_dir)
+    print(f"run directory: {run_dir}", flush=True)  # in a sweep, where each job's files and logs go
     with hold(run_dir / LOCK_FILE, f"run {run_dir}"):
         check_fresh(cfg, run_dir)  # again under the lock: another launch may have started it meanwhile
         for folder in (run_dir, run_dir / CHECKPOINT_DIR):
             remove_orphans(folder)
-        train(cfg, run_dir)
-        after_training(cfg, run_dir)
+        model = train(cfg, run_dir)
+        stats = after_training(cfg, run_dir)
+    objective = float(stats["mean"]) if stats else training_objective(model, run_dir)
+    print(f"objective: {objective:g} ({'evaluation mean' if stats else 'mean return of the last 100 training games'})")
+    return objective

@@ -41,13 +41,14 @@ def test_saliency_video_with_four_methods(cli, tiny_run, tmp_path) -> None:
         QUIET,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    video = out / "final_model_Breakout_seed2000.mp4"
+    stem = "final_model_Breakout_seed2000_1ep_attention-gradcam-fullgrad++-perturbation"
+    video = out / f"{stem}.mp4"
     assert video.is_file() and "video with attention, gradcam, fullgrad++, perturbation" in result.stdout
     frames = iio.imread(video)
     assert frames.shape[0] == 24 and frames.shape[-1] == 3
     # raw frame + 4 methods + input panel, side by side, each 160 px wide at scale 2
     assert frames.shape[2] == 6 * 2 * 160
-    assert len(list((out / "final_model_Breakout_seed2000_frames").glob("*.png"))) == 24
+    assert len(list((out / f"{stem}_frames").glob("*.png"))) == 24
     assert not list(out.glob(".*partial*"))
 
 
@@ -64,7 +65,7 @@ def test_saliency_video_of_an_external_sb3_agent(cli, sb3_agent, tmp_path) -> No
         QUIET,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert iio.imread(tmp_path / "ppo_breakout_Breakout_seed2000.gif").shape[0] == 8
+    assert iio.imread(tmp_path / "ppo_breakout_Breakout_seed2000_1ep_gradcam-gradient.gif").shape[0] == 8
 
 
 @pytest.mark.parametrize(

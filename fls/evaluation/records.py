@@ -19,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from fls.errors import ConfigError
+from fls.rundir import atomic_path
 
 FORMAT = "fls.episodes/1"
+# Header keys that are settings of evaluate.py (eval.<key>): a mismatch names the override that continues the records.
+SETTINGS = ("seed", "deterministic", "max_episode_steps", "num_envs", "num_shards", "shard")
 
 
 @dataclass(frozen=True)
@@ -154,14 +157,27 @@ class EpisodeLog:
         scan = scan_records(self.path)
         old = scan.header
         for key, value in self.header.items():
-            if key != "checkpoint" and old.get(key) != value:
+            if key not in ("checkpoint", "episodes") and old.get(key) != value:
+                fix = f"add eval.{key}={old.get(key)} to continue them, or " if key in SETTINGS else ""
                 raise ConfigError(
-                    f"{self.path} holds records with {key}={old.get(key)}, not {value}: pass another eval.out "
+                    f"{self.path} holds records with {key}={old.get(key)}, not {value}: {fix}pass another eval.out "
                     "(or delete the file) instead of mixing two evaluations"
                 )
         for episode in scan.episodes:
             self.episodes.setdefault(episode.index, episode)
         self.skipped = len(scan.skipped)
+        # Episode i is the same game whatever the total, so another eval.episodes reuses the records: a larger set
+        # extends them (the header is rewritten to the new total), a smaller one is a prefix of them.
+        wanted, recorded_for = self.header.get("episodes"), old.get("episodes")
+        if wanted is not None and recorded_for is not None and wanted != recorded_for:
+            if wanted > recorded_for:
+                print(f"{self.path.name}: extending the records of {recorded_for} episodes to {wanted}", flush=True)
+                body = self.path.read_bytes()[: scan.complete_bytes].split(b"\n", 1)[1]
+                header_line = json.dumps(self.header, sort_keys=True).encode()
+                with atomic_path(self.path) as tmp:
+                    tmp.write_bytes(header_line + b"\n" + body)
+                return  # the rewrite also dropped any torn tail
+            print(f"{self.path.name}: using the first {wanted} of the {recorded_for} episodes recorded", flush=True)
         if scan.complete_bytes < self.path.stat().st_size:
             with open(self.path, "r+b") as handle:  # drop the torn write so the next record starts a new line
                 handle.truncate(scan.complete_bytes)

@@ -23,13 +23,13 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from fls.envs import make_vec_env
 from fls.envs.games import GameSpec
 from fls.errors import ConfigError
 from fls.evaluation.agent import Agent, saved_exploration_rate
 from fls.evaluation.records import Episode
+from fls.progress import progress_bar
 
 
 def episode_rng(base_seed: int, index: int) -> np.random.Generator:
@@ -196,7 +196,7 @@ def run_episodes(
     sample = agent.stochastic and not deterministic
     explore = 0.0 if deterministic or agent.stochastic or epsilon is None else float(epsilon)
     total = sum(len(games) for games in todo.values())
-    bar = tqdm(total=total, unit="episode", desc="evaluate", dynamic_ncols=True, disable=not progress, smoothing=0.05)
+    bar = progress_bar(total, "evaluate", "episode", disable=not progress, smoothing=0.05)
 
     def act(group: _Group) -> None:
         scores = agent.scores(group.obs).float().cpu().numpy()

@@ -13,6 +13,8 @@ import numpy as np
 from fls.evaluation.records import Episode
 from fls.rundir import atomic_path, atomic_write_text
 
+WANDB_ID_FILE = "wandb_id"  # the evaluation's W&B run id, beside its records
+
 
 def statistics(episodes: Sequence[Episode]) -> dict[str, Any]:
     """Mean, std (population, ddof=0, as the paper's ± over episodes), standard error, median, min, max."""
@@ -98,12 +100,14 @@ def log_to_wandb(
     name: str,
     group: str | None = None,
 ) -> None:
-    """The summary, a per-episode table and the histogram as a W&B run (offline by default)."""
+    """The summary, a per-episode table and the histogram as a W&B run (offline by default); the run's id is kept
+    in ``out_dir/wandb_id`` so that summarising the same evaluation again continues that run."""
     if mode == "disabled":
         return
-    from fls.logging import init_wandb
+    from fls.logging import init_wandb_once
 
-    run = init_wandb(
+    run = init_wandb_once(
+        out_dir / WANDB_ID_FILE,
         out_dir,
         mode=mode,
         project=project,

@@ -57,6 +57,14 @@ def output_dir(configured: str | None, loaded: Loaded, folder: str) -> Path:
     return loaded.checkpoint.parent / f"{loaded.checkpoint.stem}_{folder}"
 
 
+def video_stem(checkpoint: str, game: str, methods: list[str], seed: int, episodes: int, target: Any = "action") -> str:
+    """A video's file name without suffix, naming what it shows, so another video never replaces it:
+    ``final_model_Breakout_seed2000_1ep_attention-gradcam-fullgrad++`` (plus ``_target-<t>`` unless the maps
+    explain the action taken)."""
+    stem = f"{checkpoint}_{game}_seed{seed}_{episodes}ep_{'-'.join(methods)}"
+    return stem if str(target) == "action" else f"{stem}_target-{target}"
+
+
 def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     """Record the video, log it to W&B, print where it is and what the agent scored."""
     from fls.saliency.video import record_video
@@ -71,7 +79,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
 
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
     out = output_dir(s.out, loaded, "videos")
-    stem = f"{loaded.checkpoint.stem}_{loaded.game}_seed{int(s.seed)}"
+    stem = video_stem(loaded.checkpoint.stem, loaded.game, list(methods), int(s.seed), int(s.episodes), s.target)
     path = out / f"{stem}.{s.format}"
     partial = out / f".{stem}.partial.{s.format}"  # renamed when complete: no half-written video
     make_dirs(out)
@@ -101,9 +109,10 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     if cfg.logger.wandb.mode != "disabled":
         import wandb
 
-        from fls.logging import init_wandb
+        from fls.logging import init_wandb_once
 
-        run = init_wandb(
+        run = init_wandb_once(
+            out / f"{stem}.wandb_id",  # rendering the same video again continues its W&B run
             out,
             mode=str(cfg.logger.wandb.mode),
             project=str(cfg.logger.wandb.project),

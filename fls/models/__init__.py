@@ -1,7 +1,7 @@
 """Feature extractors of the paper, the attention renderer and the actor-critic policy built on them."""
 
 from fls.models.base import AttentionSite, FeatureExtractor
-from fls.models.policy import FLSPolicy, build_policy, count_parameters, policy_kwargs
+from fls.models.policy import FLSPolicy, build_policy, count_parameters, describe_policy, policy_kwargs
 from fls.models.registry import ALL_OPTIONS, MODELS, extractor_kwargs, model_spec
 from fls.models.renderer import receptive_field, render_attention, upsample_to_frame
 
@@ -13,6 +13,7 @@ __all__ = [
     "FeatureExtractor",
     "build_policy",
     "count_parameters",
+    "describe_policy",
     "extractor_kwargs",
     "model_spec",
     "policy_kwargs",

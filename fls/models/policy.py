@@ -52,6 +52,24 @@ def build_policy(
     return FLSPolicy(observation_space, action_space, lr_schedule, **policy_kwargs(model_cfg))
 
 
+def describe_policy(policy: ActorCriticPolicy) -> str:
+    """The module tree as ``print(policy)`` shows it, but a submodule registered under several names is written out
+    once: SB3 keeps the one shared feature extractor as features_extractor, pi_ and vf_features_extractor."""
+    first_name: dict[int, str] = {}
+    lines = [f"{type(policy).__name__}("]
+    for name, module in policy._modules.items():  # named_children() would hide the aliases altogether
+        if module is None:
+            continue
+        if id(module) in first_name:
+            text = f"the same module as ({first_name[id(module)]})"
+        else:
+            first_name[id(module)] = name
+            text = repr(module).replace("\n", "\n  ")
+        lines.append(f"  ({name}): {text}")
+    lines.append(")")
+    return "\n".join(lines)
+
+
 def count_parameters(policy: ActorCriticPolicy) -> int:
     """Number of trainable parameters of the whole actor-critic."""
     return sum(p.numel() for p in policy.parameters() if p.requires_grad)

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from stable_baselines3.common.policies import ActorCriticPolicy
-from tqdm.auto import tqdm
 
 from fls.envs import make_single_env
 from fls.errors import ConfigError
 from fls.models.renderer import RAW_FRAME_SIZE, upsample_to_frame
+from fls.progress import progress_bar
 from fls.saliency.attention import AttentionSaliency
 from fls.saliency.base import SaliencyMethod, TargetLike, policy_forward, q_network
 from fls.saliency.registry import get_method
@@ -184,7 +184,7 @@ def play(
         max_episode_steps: agent-step limit of a game (the env's time limit).
         map_batch: steps whose non-attention maps are computed together.
         on_step: called with a :class:`StepRecord` for every step, in order.
-        progress: show a tqdm progress bar.
+        progress: show progress (a bar on a terminal, else a plain line every few seconds).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -227,7 +227,7 @@ def play(
 
     was_training = policy.training
     policy.set_training_mode(False)
-    bar = tqdm(total=max_steps, disable=not progress, unit="step", desc=f"playing {game}")
+    bar = progress_bar(max_steps, f"playing {game}", "step", disable=not progress)
     total_steps = 0
     try:
         obs, info = env.reset()
@@ -426,8 +426,9 @@ def record_video(
             writer = imageio.get_writer(video_path, mode="I", duration=1000.0 / fps, loop=0)
         else:
             writer = imageio.get_writer(video_path, fps=fps, codec="libx264", quality=8, macro_block_size=MACRO_BLOCK)
+    bar = progress_bar(len(stored), "rendering", "frame", disable=not progress)
     try:
-        for index, step in enumerate(tqdm(stored, disable=not progress, unit="frame", desc="rendering")):
+        for index, step in enumerate(stored):
             frame = cv2.imdecode(np.frombuffer(step.frame_png, np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
             panels = [(game, frame)]
             for label in labels:
@@ -448,7 +449,9 @@ def record_video(
                 png_path = Path(png_dir) / f"frame_{index:06d}.png"
                 cv2.imwrite(str(png_path), image[..., ::-1])
                 png_paths.append(png_path)
+            bar.update(1)
     finally:
+        bar.close()
         if writer is not None:
             writer.close()
     return Recording(video_path, png_paths, episodes_played)

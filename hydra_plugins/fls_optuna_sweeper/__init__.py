@@ -1,0 +1,1 @@
+"""fls's resumable Optuna sweeper for Hydra (configs/hydra/sweeper/optuna_search.yaml)."""

@@ -1,0 +1,111 @@
+"""Outputs named by their content, records reused across eval.episodes, one W&B run per evaluation or video,
+and the training objective a sweeper optimises."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fls.errors import ConfigError
+from fls.evaluation.records import Episode, EpisodeLog, read_records
+from fls.evaluation.video_task import video_stem
+
+HEADER = {"digest": "abc", "game": "Breakout", "episodes": 4, "seed": 1000, "num_envs": 2, "num_shards": 1}
+
+
+def episode(index: int) -> Episode:
+    return Episode(
+        index=index,
+        seed=1000 + index % 2,
+        game=index // 2,
+        score=float(index),
+        length=10,
+        truncated=False,
+        digest="abc",
+    )
+
+
+def test_video_names_say_methods_seed_and_episodes() -> None:
+    stem = video_stem("final_model", "Breakout", ["attention", "gradcam", "fullgrad++"], 2000, 1)
+    assert stem == "final_model_Breakout_seed2000_1ep_attention-gradcam-fullgrad++"
+    others = {
+        video_stem("final_model", "Breakout", ["attention", "perturbation"], 2000, 1),
+        video_stem("final_model", "Breakout", ["attention", "gradcam", "fullgrad++"], 2001, 1),
+        video_stem("final_model", "Breakout", ["attention", "gradcam", "fullgrad++"], 2000, 3),
+        video_stem("final_model", "Breakout", ["attention", "gradcam", "fullgrad++"], 2000, 1, target="value"),
+    }
+    assert len(others) == 4 and stem not in others
+
+
+def test_records_of_fewer_episodes_are_extended(tmp_path, capsys) -> None:
+    path = tmp_path / "episodes.jsonl"
+    log = EpisodeLog(path, HEADER)
+    for i in range(4):
+        log.append(episode(i))
+    bigger = EpisodeLog(path, {**HEADER, "episodes": 8})
+    assert sorted(bigger.episodes) == [0, 1, 2, 3]
+    assert "extending the records of 4 episodes to 8" in capsys.readouterr().out
+    bigger.append(episode(4))
+    header, episodes = read_records(path)
+    assert header["episodes"] == 8 and [e.index for e in episodes] == [0, 1, 2, 3, 4]
+    smaller = EpisodeLog(path, {**HEADER, "episodes": 2})  # a prefix of what is recorded
+    assert "using the first 2 of the 8 episodes recorded" in capsys.readouterr().out
+    assert read_records(path)[0]["episodes"] == 8 and len(smaller.episodes) == 5
+
+
+def test_records_of_another_protocol_name_the_override(tmp_path) -> None:
+    path = tmp_path / "episodes.jsonl"
+    EpisodeLog(path, HEADER).append(episode(0))
+    before = path.read_bytes()
+    with pytest.raises(ConfigError, match=r"num_envs=2, not 16: add eval\.num_envs=2 to continue them"):
+        EpisodeLog(path, {**HEADER, "num_envs": 16})
+    with pytest.raises(ConfigError, match=r"digest=abc, not xyz: pass another eval\.out"):
+        EpisodeLog(path, {**HEADER, "digest": "xyz"})
+    assert path.read_bytes() == before
+
+
+def test_training_objective_from_progress_csv(tmp_path) -> None:
+    from fls.train import training_objective
+
+    assert training_objective(None, tmp_path) != training_objective(None, tmp_path)  # NaN: no progress.csv
+    (tmp_path / "progress.csv").write_text(
+        "time/total_timesteps,rollout/ep_rew_mean\n1024,\n2048,1.5\n3072,2.25\n4096,\n"
+    )
+    assert training_objective(None, tmp_path) == 2.25  # the last logged mean of the last 100 games
+
+
+@pytest.mark.slow
+def test_summarising_again_continues_the_same_wandb_run(tmp_path, monkeypatch) -> None:
+    """A finished evaluation run again must not leave a second offline run for `wandb sync` to upload."""
+    from fls.evaluation.summary import WANDB_ID_FILE, log_to_wandb, write_summary
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    episodes = [episode(i) for i in range(4)]
+    meta = {**HEADER, "checkpoint": "x.zip"}
+    stats = write_summary(tmp_path, episodes, meta)
+    for _ in range(2):
+        log_to_wandb(tmp_path, episodes, stats, meta, mode="offline", project="fls-test", name="eval-test")
+    run_id = (tmp_path / WANDB_ID_FILE).read_text().strip()
+    runs = sorted(p.name for p in (tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(name.endswith(f"-{run_id}") for name in runs), runs
+    assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == 4
+    assert Path(tmp_path / "wandb").is_dir()
+
+
+def test_dry_run_description_prints_the_shared_extractor_once() -> None:
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from fls.models import build_policy, describe_policy
+
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    with torch.device("meta"):  # shapes without storage: skips the orthogonal initialisation
+        policy = build_policy({"name": "sparse_fls"}, space, gym.spaces.Discrete(4))
+    text = describe_policy(policy)
+    assert text.count("SparseFLS(") == 1 and text.count("FLSAttention(") == 1
+    assert "(pi_features_extractor): the same module as (features_extractor)" in text
+    assert "(vf_features_extractor): the same module as (features_extractor)" in text
+    assert "(action_net): Linear(in_features=512, out_features=4, bias=True)" in text
