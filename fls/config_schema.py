@@ -42,6 +42,7 @@ SALIENCY_METHODS = (
     "integrated_gradients",
     "perturbation",
     "perturbation_critic",
+    "tree",
 )
 # evaluate.py's tasks and what each does (--help lists them).
 TASKS = {
@@ -50,7 +51,11 @@ TASKS = {
     "video": "a saliency video of saliency.episodes games (saliency.*)",
     "gaze": "agreement of the saliency maps with Atari-HEAD human gaze (gaze.*, saliency.*)",
     "report": "tables and curves of a whole sweep (sweep=<multirun dir>, report.*)",
+    "faithfulness": "deletion/insertion curves and randomisation sanity checks of the saliency methods "
+    "(faithfulness.*, saliency.*)",
+    "tree": "attention trees of chosen steps of a seeded game, as PNG and 3-D HTML (tree.*, saliency.*)",
 }
+FAITHFULNESS_BASELINES = ("blur", "mean")
 WANDB_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("linear", "constant")
 VALUE_LOSSES = ("baselines", "sb3")
@@ -185,6 +190,7 @@ class TrainConfig:
     checkpoint_every: int = key("agent steps between checkpoints", ge=1, main=True)
     resume: str | None = key("a run directory: continue it from its newest checkpoint", main=True)
     after_training: AfterTrainingConfig = key("evaluation and video after training")
+    allow_pickle: bool = key("resume=: let the checkpoint unpickle objects (runs code: trusted files only)")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -198,6 +204,7 @@ class EvalConfig:
     episodes: int = key("games to play (the paper: 16 envs x 512)", ge=1, main=True)
     num_envs: int = key("games played side by side", ge=1, main=True)
     deterministic: bool = key("greedy actions (the paper samples from the policy)", main=True)
+    epsilon: float | None = key("epsilon of DQN / QR-DQN; null: the rate saved in the model", ge=0, le=1)
     seed: int = key("episode i is played from seed + i", ge=0, le=MAX_SEED)
     max_episode_steps: int | None = key("agent steps per game; null: the game's default", ge=1)
     shard: int = key("which shard this process plays (0-based)", ge=0, main=True)
@@ -219,6 +226,7 @@ class SaliencyConfig:
         "what the maps explain", test=_is_target, accepted="action, value or an action index >= 0", main=True
     )
     layer: str | None = key("gradcam/gradcam++ layer (a module name); null: the trunk's last conv")
+    gradcam_rectified: bool = key("gradcam/gradcam++ read the layer's output after its ReLU (default: before)")
     episodes: int = key("games per video", ge=1)
     seed: int = key("video game i is played from seed + i", ge=0, le=MAX_SEED)
     max_steps: int = key("agent steps per video at most", ge=1, main=True)
@@ -257,6 +265,50 @@ class ReportConfig:
     std_ddof: int = key("std across seeds: 0 population | 1 sample", choices=(0, 1))
 
 
+def _is_zoo_model(value: Any) -> bool:
+    return value in ("final", "best") if isinstance(value, str) else value >= 0
+
+
+@dataclass
+class ZooConfig:
+    """checkpoint=<rl-zoo3 experiment folder>: which of its models."""
+
+    model: str | int = key(
+        "final (<EnvId>.zip) | best (best_model.zip) | N (rl_model_<N>_steps.zip)",
+        test=_is_zoo_model,
+        accepted="final, best or a step count >= 0",
+    )
+
+
+@dataclass
+class TreeConfig:
+    """task=tree: attention trees."""
+
+    n: int = key("children per node (and roots)", ge=1, main=True)
+    depth: int | None = key("layers below the roots; null: down to the input pixels", ge=0)
+    min_separation: int = key("sibling peaks at least this many cells of their layer apart", ge=0)
+    steps: list[int] = key("agent steps of each game to explain", ge=0, main=True)
+    out: str | None = key("null: <run>/trees/")
+
+
+@dataclass
+class FaithfulnessConfig:
+    """task=faithfulness: deletion / insertion curves and sanity checks."""
+
+    frames: int = key("network inputs drawn (seeded) from the evaluation games", ge=1, main=True)
+    games: int | None = key("first game of this many evaluation streams; null: eval.num_envs", ge=1)
+    max_steps: int | None = key("stop the games after this many inputs in all (null: to the end)", ge=1)
+    percent_step: int = key("pixels removed per step, % (must divide 100)", ge=1, le=100, test=lambda v: 100 % v == 0)
+    baseline: str = key("what replaces pixels", choices=FAITHFULNESS_BASELINES)
+    blur_sigma: float = key("Gaussian blur sigma of the blur baseline", gt=0)
+    batch_size: int = key("perturbed stacks per forward pass", ge=1)
+    map_batch_size: int = key("frames per saliency-method call", ge=1)
+    sanity: bool = key("cascading-randomisation sanity checks")
+    sanity_frames: int | None = key("frames used by the sanity checks (null: all)", ge=1)
+    seed: int = key("frame draws, random order, tie breaking, randomised weights", ge=0, le=MAX_SEED)
+    out: str | None = key("null: <run>/eval/<checkpoint name>/faithfulness/")
+
+
 @dataclass
 class EvalWandbConfig:
     """Weights & Biases logging of evaluate.py's results."""
@@ -286,6 +338,10 @@ class EvaluateConfig:
     saliency: SaliencyConfig = key("task=video, task=gaze")
     gaze: GazeConfig = key("task=gaze")
     report: ReportConfig = key("task=report")
+    zoo: ZooConfig = key("rl-zoo3 experiment folders")
+    tree: TreeConfig = key("task=tree")
+    faithfulness: FaithfulnessConfig = key("task=faithfulness")
+    allow_pickle: bool = key("let model files unpickle objects (runs code: trusted files only)")
     logger: EvalLoggerConfig = key("logging")
 
 
