@@ -17,7 +17,8 @@ that return against frames (one line per system, mean over seeds). Slow (about a
 for all three systems at 1M frames); not run in CI. Every run keeps its directory under
 ``bench/results/learning/<system>_seed<seed>/`` (the fls ones are ordinary run directories, usable by evaluate.py),
 and a finished run is not trained again, so an interrupted check continues where it stopped (an unfinished run is
-started over). Writes ``bench/results/learning_check.{json,md,png}``.
+started over). ``--report-only`` tabulates runs that are still going or were cut short, comparing the systems at
+the frames every run has reached. Writes ``bench/results/learning_check.{json,md,png}``.
 """
 
 from __future__ import annotations
@@ -209,6 +210,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="1", help="comma-separated training seeds")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
     parser.add_argument("--jobs", type=int, default=len(SYSTEMS), help="runs trained at the same time")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: tabulate and plot the runs as far as they got (compared at the frames all reached)",
+    )
     parser.add_argument("--sb3-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = args.frames // 4
@@ -222,25 +228,48 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s]
 
     jobs = [(system, seed) for seed in seeds for system in systems]
-    with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        run_dirs = list(pool.map(lambda job: run_one(job[0], args.game, steps, job[1]), jobs))
+    if args.report_only:
+        run_dirs = [RESULTS_DIR / "learning" / f"{system}_seed{seed}" for system, seed in jobs]
+        missing = [str(d) for d in run_dirs if not (d / PROGRESS).is_file()]
+        if missing:
+            parser.error(f"no progress.csv in {', '.join(missing)}")
+    else:
+        with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            run_dirs = list(pool.map(lambda job: run_one(job[0], args.game, steps, job[1]), jobs))
     random_return = random_policy_return(args.game, 100, seeds[0])
 
     curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for (system, _), run_dir in zip(jobs, run_dirs, strict=True):
+        curves.setdefault(system, []).append(read_curve(run_dir))
+    # Compare at equal budget: the frames every run has reached (all of the budget once every run finished).
+    common = min(float(steps_seen[-1]) for runs in curves.values() for steps_seen, _ in runs)
     results = []
     for (system, seed), run_dir in zip(jobs, run_dirs, strict=True):
         steps_seen, returns = read_curve(run_dir)
-        curves.setdefault(system, []).append((steps_seen, returns))
-        results.append({"system": system, "seed": seed, "run_dir": str(run_dir), "last100": float(returns[-1])})
+        at_common = float(returns[np.searchsorted(steps_seen, common, side="right") - 1])
+        results.append(
+            {
+                "system": system,
+                "seed": seed,
+                "run_dir": str(run_dir),
+                "finished": finished(run_dir),
+                "frames_trained": int(steps_seen[-1]) * 4,
+                "last100_at_common_frames": at_common,
+                "last100_at_end": float(returns[-1]),
+            }
+        )
+    complete = all(r["finished"] for r in results)
+    budget = f"{args.frames:,} frames" if complete else f"{int(common) * 4:,} of {args.frames:,} frames (cut short)"
     lines = [
-        f"| system | {args.game}, {args.frames:,} frames: last-100-games mean return | seeds | per seed |",
+        f"| system | {args.game}, {budget}: mean return of the last 100 games | seeds | per seed |",
         "|---|---|---|---|",
     ]
-    for system, runs in curves.items():
-        finals = [returns[-1] for _, returns in runs]
-        per_seed = ", ".join(f"{r['last100']:.1f}" for r in results if r["system"] == system)
-        lines.append(f"| {SYSTEMS[system]} | {np.mean(finals):.1f} | {len(finals)} | {per_seed} |")
-    lines.append(f"| random policy (100 games) | {random_return:.1f} | | |")
+    for system in curves:
+        mine = [r for r in results if r["system"] == system]
+        per_seed = ", ".join(f"{r['last100_at_common_frames']:.1f}" for r in mine)
+        mean = np.mean([r["last100_at_common_frames"] for r in mine])
+        lines.append(f"| {SYSTEMS[system]} | {mean:.2f} | {len(mine)} | {per_seed} |")
+    lines.append(f"| random policy (100 games) | {random_return:.2f} | | |")
     markdown = "\n".join(lines)
     plot(curves, random_return, args.game, RESULTS_DIR / "learning_check.png")
     (RESULTS_DIR / "learning_check.md").write_text(markdown + "\n")
@@ -248,6 +277,8 @@ def main() -> None:
         "benchmark": "learning_check",
         "machine": machine(),
         "settings": {"frames": args.frames, "game": args.game, "seeds": seeds, "systems": systems},
+        "complete": complete,
+        "common_frames": int(common) * 4,
         "results": results,
         "random_mean": random_return,
         "markdown": markdown,
