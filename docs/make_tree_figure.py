@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fls.evaluate import evaluation_config, load  # noqa: E402
+from fls.evaluation.loading import evaluation_config, load  # noqa: E402
 from fls.evaluation.tree_task import attention_tree_task  # noqa: E402
 
 

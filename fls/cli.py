@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from fls.errors import ConfigError
+from fls.errors import ConfigError, fail, os_error_message
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Groups whose choices are files under configs/<group>/ (hydra/* groups are Hydra's and checked by Hydra).
 OWN_GROUPS = ("model", "env", "ppo", "logger", "experiment")
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print a one-line error and exit non-zero."""
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 def group_choices(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -116,34 +109,6 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("fls_new_dir", one_line_os_errors(new_sweep_dir), use_cache=True)
         OmegaConf.register_new_resolver("fls_job_dir", one_line_os_errors(new_job_dir), use_cache=True)
         atexit.register(remove_created_if_empty)
-
-
-# What to do about an OSError, by errno, and where each command can be told to write instead.
-_OS_ADVICE = {
-    errno.EACCES: "make it writable or write elsewhere",
-    errno.EPERM: "make it writable or write elsewhere",
-    errno.EROFS: "the file system is read-only: write elsewhere",
-    errno.ENOSPC: "the disk is full: free some space (then run the same command again) or write elsewhere",
-    errno.EDQUOT: "the disk quota is exhausted: free some space (then run the same command again) or write elsewhere",
-    errno.ENOTDIR: "a file stands where a folder is needed: move it or write elsewhere",
-    errno.EEXIST: "something of that name is in the way: move it or write elsewhere",
-    errno.EISDIR: "a folder stands where a file is needed: move it or write elsewhere",
-    errno.ENOENT: "check the path",
-}
-_WRITE_ELSEWHERE = {
-    "train": "hydra.run.dir=<folder>",
-    "evaluate": "eval.out=, saliency.out=, gaze.out= or report.out=<folder>",
-}
-
-
-def os_error_message(error: OSError, command: str) -> str:
-    """One line for an OSError: the path, what went wrong and what to do."""
-    path = error.filename if error.filename is not None else "a file"
-    reason = error.strerror or str(error)
-    advice = _OS_ADVICE.get(error.errno, "check the path and its permissions")
-    if "elsewhere" in advice and command in _WRITE_ELSEWHERE:
-        advice += f" ({_WRITE_ELSEWHERE[command]})"
-    return f"{path}: {reason.lower()}; {advice}"
 
 
 def guard_task(task: Callable[[Any], Any], config_name: str) -> Callable[[Any], Any]:

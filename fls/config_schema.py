@@ -10,7 +10,7 @@ the command-line values before Hydra composes anything and on the composed confi
 Checked here: types, ranges, enumerations, non-finite numbers and ``null`` where the config does not allow it.
 Checks that need several keys stay with the code that knows them: :func:`check_config` also runs the model
 registry's (an option that does not apply to the chosen model), and evaluation's seed overlap with training stays
-in fls/evaluate.py (it needs the run).
+in fls/evaluation/episodes.py (it needs the run).
 """
 
 from __future__ import annotations

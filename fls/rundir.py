@@ -208,7 +208,7 @@ class OutputDirs(Callback):  # type: ignore[misc,valid-type]
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         from omegaconf import OmegaConf, read_write
 
-        from fls.cli import fail, os_error_message
+        from fls.errors import fail, os_error_message
 
         target = Path(".")
         try:

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.callbacks import BaseCallback
 
@@ -29,6 +28,7 @@ from fls.rundir import (
     newest_checkpoint,
     save_model,
 )
+from fls.runtime import resolve_device
 
 # Exit status of a run stopped by a NaN or infinity (1 is a crash, 2 a refused command).
 EXIT_NON_FINITE = 3
@@ -37,18 +37,6 @@ EXIT_NON_FINITE = 3
 RESUME_MAY_CHANGE = ("device", "logger", "checkpoint_every")
 # Overrides that say how to run this command, not what the run is.
 RESUME_NOT_SETTINGS = ("resume", "hydra", "dry_run", "allow_pickle")
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when available, else cpu; cuda requested without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but no CUDA device is available (valid here: auto, cpu)")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{name}' (valid: auto, cpu, cuda, cuda:N)") from None
 
 
 def model_config(cfg: DictConfig) -> dict:
@@ -437,36 +425,6 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
     return model
 
 
-def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
-    """What the config asks for once the budget is reached: an evaluation (evaluate.py's protocol) and a
-    saliency video, both written into the run directory as evaluate.py would. Returns the evaluation's
-    statistics (None when none ran)."""
-    from fls.evaluate import evaluate_episodes, evaluation_config, load
-
-    after = cfg.after_training
-    common = {
-        "run": str(run_dir),
-        "device": str(cfg.device),
-        "logger.wandb.mode": str(cfg.logger.wandb.mode),
-        "logger.wandb.project": str(cfg.logger.wandb.project),
-    }
-    stats = None
-    episodes = int(after.eval_episodes)
-    if episodes > 0:
-        print(f"evaluating the final model on {episodes} episodes")
-        stats = evaluate_episodes(
-            evaluation_config(**common, **{"eval.episodes": episodes, "eval.num_envs": int(after.eval_num_envs)})
-        )
-    if after.video:
-        from fls.evaluation.video_task import saliency_video
-
-        video_cfg = evaluation_config(
-            **common, **{"saliency.methods": list(after.video_methods), "saliency.max_steps": int(after.video_steps)}
-        )
-        saliency_video(video_cfg, load(video_cfg))
-    return stats
-
-
 def training_objective(model: AttentionPPO | None, run_dir: Path) -> float:
     """The mean return of the last (up to) 100 whole training games: SB3's episode buffer, or for a run that was
     already finished, the last ``rollout/ep_rew_mean`` in progress.csv; NaN when no game finished."""
@@ -492,6 +450,7 @@ def main(cfg: DictConfig) -> float | None:
     else the mean return of the last 100 training games (NaN when none finished)."""
     from hydra.core.hydra_config import HydraConfig
 
+    from fls.evaluation.after_training import after_training
     from fls.locks import LOCK_FILE, hold, remove_orphans
 
     if cfg.resume:

@@ -291,7 +291,9 @@ def _summary(deletion: float, insertion: float, rho: float) -> dict:
 
 def test_report_collects_faithfulness_by_model_and_method(tmp_path) -> None:
     from fls.evaluation.faithfulness_report import add_faithfulness, faithfulness_rows
-    from fls.evaluation.report import build_report, find_runs, write_report
+    from fls.evaluation.report import write_report
+    from fls.evaluation.report_runs import find_runs
+    from fls.evaluation.report_tables import build_report
     from tests.test_report import fake_run
 
     sweep = tmp_path / "sweep"

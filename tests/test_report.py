@@ -14,14 +14,9 @@ import yaml
 
 from fls.errors import ConfigError
 from fls.evaluation.records import read_records
-from fls.evaluation.report import (
-    build_report,
-    find_runs,
-    mean_curve,
-    parameter_table,
-    read_curve,
-    write_report,
-)
+from fls.evaluation.report import parameter_table, write_report
+from fls.evaluation.report_runs import find_runs, mean_curve, read_curve
+from fls.evaluation.report_tables import build_report
 
 # One thread per process: on a busy 2-core machine torch's default thread pool makes tiny runs ~10x slower.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}

@@ -47,8 +47,8 @@ from fls.gaze.baselines import CENTER_PRIOR, RANDOM, center_prior
 from fls.rundir import atomic_path, atomic_write_text
 
 if TYPE_CHECKING:
-    from fls.evaluate import Loaded
     from fls.evaluation.agent import Agent
+    from fls.evaluation.loading import Loaded
     from fls.evaluation.sanity import SanityResult
 
 BASELINE_STACKS = ("blur", "mean")
@@ -578,7 +578,7 @@ def _settings(cfg: DictConfig) -> dict[str, Any]:
 def faithfulness_task(cfg: DictConfig, loaded: Loaded) -> Path:
     """evaluate.py task=faithfulness: draw frames, score every method and baseline, run the sanity checks, write
     the CSVs, markdown, figures and summary.json, log them to W&B, print the table."""
-    from fls.evaluate import _check_seeds, _out_dir
+    from fls.evaluation.episodes import check_seeds, evaluation_dir
     from fls.evaluation.sanity import cascading_randomisation, randomisation_groups
     from fls.evaluation.video_task import saliency_methods
 
@@ -592,10 +592,12 @@ def faithfulness_task(cfg: DictConfig, loaded: Loaded) -> Path:
     if agent.channels_last:
         raise ConfigError(f"{loaded.checkpoint} takes channel-last (84, 84, 4) inputs; saliency needs (4, 84, 84)")
     methods = saliency_methods(cfg, loaded)
-    _check_seeds(cfg, loaded.run_dir)
+    check_seeds(cfg, loaded.run_dir)
     configured = cfg.faithfulness.out
     out = (
-        Path(str(configured)).expanduser().resolve() if configured else _out_dir(cfg, loaded.checkpoint, loaded.run_dir)
+        Path(str(configured)).expanduser().resolve()
+        if configured
+        else evaluation_dir(cfg, loaded.checkpoint, loaded.run_dir)
     )
     if not configured:
         out = out / "faithfulness"

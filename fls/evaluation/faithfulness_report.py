@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from fls.evaluation.report import Report, _csv_text, _game_order, _label_order, evaluated_checkpoint
+from fls.evaluation.report_runs import Report, evaluated_checkpoint, game_order, label_order
+from fls.evaluation.report_tables import csv_text
 from fls.rundir import atomic_write_text
 
 METRICS = ("deletion_auc", "insertion_auc", "deletion_same_auc", "insertion_same_auc", "full_spearman")
@@ -70,10 +71,10 @@ def faithfulness_rows(report: Report) -> list[dict[str, Any]]:
             kinds[method] = str(row.get("kind", "method"))
             cells.setdefault((run.game, run.label, method), []).append(values)
     models = {run.label: run.model for run in report.runs}
-    labels = _label_order(report.runs)
+    labels = label_order(report.runs)
     rows = []
     for game, label, method in sorted(
-        cells, key=lambda k: (_game_order(k[0]), labels.index(k[1]), kinds[k[2]] == "baseline")
+        cells, key=lambda k: (game_order(k[0]), labels.index(k[1]), kinds[k[2]] == "baseline")
     ):
         found = cells[(game, label, method)]
         row: dict[str, Any] = {
@@ -129,7 +130,7 @@ def add_faithfulness(report: Report, out_dir: Path, report_md: Path) -> dict[str
     text = faithfulness_markdown(rows, report.ddof)
     files = {"faithfulness_md": out_dir / "faithfulness.md", "faithfulness_csv": out_dir / "faithfulness.csv"}
     atomic_write_text(files["faithfulness_md"], text)
-    atomic_write_text(files["faithfulness_csv"], _csv_text(rows, COLUMNS))
+    atomic_write_text(files["faithfulness_csv"], csv_text(rows, COLUMNS))
     atomic_write_text(
         report_md, report_md.read_text().rstrip("\n") + "\n\n## Faithfulness of the saliency methods\n\n" + text
     )

@@ -16,7 +16,7 @@ from fls.locks import LOCK_FILE, hold, remove_orphans
 from fls.rundir import atomic_write_text, make_dirs
 
 if TYPE_CHECKING:
-    from fls.evaluate import Loaded
+    from fls.evaluation.loading import Loaded
 
 
 def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
@@ -80,7 +80,7 @@ def _score_and_write(cfg: DictConfig, loaded: Loaded, trials: list, methods: dic
             tags=[f"env:{game}", "gaze"],
             job_type="gaze",
         )
-        from fls.gaze.evaluate import METRICS
+        from fls.gaze.scoring import METRICS
 
         rows = []
         for (game_name, method), values in results.table().items():

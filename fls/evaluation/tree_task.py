@@ -18,7 +18,7 @@ from fls.evaluation.video_task import output_dir, saliency_target
 from fls.rundir import atomic_write_text
 
 if TYPE_CHECKING:
-    from fls.evaluate import Loaded
+    from fls.evaluation.loading import Loaded
     from fls.saliency.video import StepRecord
 
 

@@ -13,7 +13,7 @@ from fls.locks import hold
 from fls.rundir import make_dirs
 
 if TYPE_CHECKING:
-    from fls.evaluate import Loaded
+    from fls.evaluation.loading import Loaded
     from fls.saliency.base import SaliencyMethod
 
 FORMATS = ("mp4", "gif")

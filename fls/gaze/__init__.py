@@ -5,7 +5,6 @@ saliency methods -> :func:`score_trials` (NSS, KL, CC, shuffled AUC; baselines) 
 """
 
 from fls.gaze.baselines import BASELINES, BaselineMaps, center_prior, uniform_random
-from fls.gaze.evaluate import GazeResults, SaliencyFn, score_trials
 from fls.gaze.metrics import (
     FrameScorer,
     auc_judd,
@@ -19,6 +18,7 @@ from fls.gaze.metrics import (
 )
 from fls.gaze.reader import GazeRow, ParseReport, Trial, iter_frames, list_trials, parse_gaze_lines, read_gaze
 from fls.gaze.replay import FIRST_INPUT, ReplayBatch, ReplayItem, frame_window, input_positions, replay_trial
+from fls.gaze.scoring import GazeResults, SaliencyFn, score_trials
 
 __all__ = [
     "BASELINES",

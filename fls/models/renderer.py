@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from fls.models.base import FeatureExtractor
+
+if TYPE_CHECKING:
+    from PIL import ImageFont
 
 RAW_FRAME_SIZE = (210, 160)
 
@@ -103,3 +107,13 @@ def render_attention(
 def upsample_to_frame(maps: torch.Tensor, size: tuple[int, int] = RAW_FRAME_SIZE) -> torch.Tensor:
     """Bilinear (half-pixel centres) upsampling of (B,H,W) maps to the raw Atari frame, 210x160 by default."""
     return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
+
+
+def label_font(size: int) -> ImageFont.ImageFont:
+    """Pillow's default font at ``size`` pixels, for the titles and captions drawn on frames."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
+        return ImageFont.load_default()

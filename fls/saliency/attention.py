@@ -17,6 +17,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from fls.errors import ConfigError
 from fls.models.renderer import render_attention
 from fls.saliency.base import (
+    METHOD_NAMES,
     PolicyOutput,
     SaliencyMethod,
     Target,
@@ -38,11 +39,9 @@ def models_with_attention() -> list[str]:
 def attention_extractor(policy: ActorCriticPolicy):
     """The policy's extractor if it has attention, else a ConfigError naming the methods that apply instead and
     the models that have attention."""
-    from fls.saliency.registry import METHODS
-
     extractor = trunk_extractor(policy)
     if not getattr(extractor, "has_attention", False):
-        others = ", ".join(name for name in METHODS if name != "attention")
+        others = ", ".join(name for name in METHOD_NAMES if name != "attention")
         raise ConfigError(
             f"saliency method 'attention' needs a model with attention; {type(extractor).__name__} of "
             f"{type(policy).__name__} has none (methods that apply: {others}; models with attention: "

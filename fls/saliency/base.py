@@ -46,6 +46,9 @@ TargetLike = Literal["action", "value"] | int
 FrameReduce = Literal["max", "sum", "newest"]
 TARGET_NAMES: tuple[str, ...] = ("action", "value")
 FRAME_REDUCTIONS: tuple[str, ...] = ("max", "sum", "newest")
+METHOD_NAMES: list[str] = []
+"""The registered methods' names in registry order, filled by :mod:`fls.saliency.registry` when it builds the
+registry: a method's error message may name the others, and its module cannot import the registry that imports it."""
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fls.errors import ConfigError
 from fls.saliency.attention import AttentionSaliency
-from fls.saliency.base import SaliencyMethod
+from fls.saliency.base import METHOD_NAMES, SaliencyMethod
 from fls.saliency.cam import GradCAM, GradCAMPlusPlus
 from fls.saliency.fullgrad import FullGrad, FullGradPlusPlus
 from fls.saliency.gradients import Gradient, IntegratedGradients, SmoothGrad, VarGrad
@@ -30,6 +30,9 @@ METHODS: dict[str, type[SaliencyMethod]] = {
         TreeSaliency,
     )
 }
+
+
+METHOD_NAMES[:] = METHODS
 
 
 def get_method(name: str, **options: Any) -> SaliencyMethod:

@@ -14,10 +14,9 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fls.models.renderer import RAW_FRAME_SIZE
+from fls.models.renderer import RAW_FRAME_SIZE, label_font
 from fls.rundir import atomic_path
 from fls.saliency.tree import AttentionTree, TreeNode
-from fls.saliency.video import _font
 
 # Root first: red, orange, yellow, green, cyan, blue, violet (depth below the root).
 DEPTH_COLOURS = [(230, 40, 40), (255, 140, 0), (250, 220, 0), (60, 200, 80), (0, 200, 230), (70, 110, 255)]
@@ -125,7 +124,7 @@ def tree_image(
         age = stack.shape[0] - 1 - index
         panels.append(("input frame t" + (f"-{age}" if age else " (newest)"), np.asarray(image)))
 
-    font = _font(14)
+    font = label_font(14)
     header, footer = 22, 44
     width = sum(p.shape[1] for _, p in panels) + 4 * (len(panels) - 1)
     canvas = Image.new("RGB", (width, header + panel + footer), (0, 0, 0))

@@ -26,12 +26,12 @@ from typing import Literal
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from fls.envs import make_single_env
 from fls.errors import ConfigError
-from fls.models.renderer import RAW_FRAME_SIZE, upsample_to_frame
+from fls.models.renderer import RAW_FRAME_SIZE, label_font, upsample_to_frame
 from fls.progress import progress_bar
 from fls.saliency.attention import AttentionSaliency
 from fls.saliency.base import SaliencyMethod, TargetLike, policy_forward, q_network
@@ -304,13 +304,6 @@ def _quantize(saliency: np.ndarray) -> tuple[np.ndarray, float]:
     return np.clip(saliency / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), peak
 
 
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
-        return ImageFont.load_default()
-
-
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
@@ -324,7 +317,7 @@ def compose_frame(
     """
     height, width = RAW_FRAME_SIZE[0] * scale, RAW_FRAME_SIZE[1] * scale
     bar = 15 * scale
-    font = _font(font_size or 10 * scale)
+    font = label_font(font_size or 10 * scale)
     canvas_h = _round_up(2 * bar + height, MACRO_BLOCK)
     canvas_w = _round_up(len(panels) * width, MACRO_BLOCK)
     canvas = np.zeros((canvas_h, canvas_w, 3), np.uint8)

@@ -1,56 +1,26 @@
-"""evaluate.py's tasks: score episodes (sharded, resumable), merge shards, saliency videos, gaze agreement."""
+"""Scoring an agent on episodes: play a shard's missing episodes (resumable), merge shards, summarise."""
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fls.envs import get_game, make_vec_env
-from fls.envs.games import GAMES, GameSpec
 from fls.errors import ConfigError
-from fls.evaluation.agent import Agent, load_agent, resolve_checkpoint, run_game
+from fls.evaluation.loading import load
 from fls.evaluation.records import EpisodeLog, records_path, scan_records, shard_episodes
 from fls.evaluation.runner import acting_epsilon, run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.locks import hold, remove_orphans
-from fls.model_files import allow_pickle_flag
 from fls.rundir import CONFIG_FILE, make_dirs
-from fls.train import resolve_device
 
-TASKS = ("episodes", "merge", "video", "gaze", "report", "faithfulness", "tree")
 SUMMARY_LOCK = ".summary.lock"
 SUMMARY_WAIT_S = 600.0  # a summary takes seconds; waiting beats refusing the shard that completes the set
 
 
-def evaluation_config(**overrides: Any) -> DictConfig:
-    """evaluate.py's default config (configs/evaluate.yaml without Hydra's keys) with dotted-key overrides,
-    for running evaluation tasks from inside another command (the quickstart evaluates after training)."""
-    from fls.cli import CONFIG_DIR
-
-    cfg = OmegaConf.load(CONFIG_DIR / "evaluate.yaml")
-    for key in ("defaults", "hydra"):
-        cfg.pop(key, None)
-    for key, value in overrides.items():
-        OmegaConf.update(cfg, key, value, force_add=True)
-    return cfg
-
-
-def _game(cfg: DictConfig, run_dir: Path | None) -> str:
-    chosen = OmegaConf.select(cfg, "env.name", default=None)
-    trained = run_game(run_dir)
-    if chosen and trained and chosen != trained:
-        raise ConfigError(f"env={chosen} but the run was trained on {trained}; drop env= to use the run's game")
-    game = chosen or trained
-    if game is None:
-        raise ConfigError(f"checkpoint=<zip> from outside fls needs env=<game> (valid: {', '.join(sorted(GAMES))})")
-    return str(game)
-
-
-def _check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
+def check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
     """Evaluation seeds must not be seeds the agent was trained on."""
     if run_dir is None:
         return
@@ -73,7 +43,8 @@ def _check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
         )
 
 
-def _out_dir(cfg: DictConfig, checkpoint: Path, run_dir: Path | None) -> Path:
+def evaluation_dir(cfg: DictConfig, checkpoint: Path, run_dir: Path | None) -> Path:
+    """Where a checkpoint's evaluation lives: eval.out, else <run>/eval/<checkpoint>, else <checkpoint>_eval."""
     if cfg.eval.out:
         return Path(str(cfg.eval.out)).expanduser().resolve()
     if run_dir is not None:
@@ -93,46 +64,17 @@ def _setting(cfg: DictConfig) -> dict[str, Any]:
     return dict(ev)
 
 
-def _zoo_model(cfg: DictConfig) -> str:
-    """``zoo.model``: which model of an rl-zoo3 experiment folder (final, best or a checkpoint step)."""
-    return str(OmegaConf.select(cfg, "zoo.model", default="final"))
-
-
-@dataclass
-class Loaded:
-    """What every evaluation task starts from: the agent, where it came from and the game it plays."""
-
-    agent: Agent
-    checkpoint: Path
-    run_dir: Path | None
-    game: str
-    spec: GameSpec
-
-
-def load(cfg: DictConfig) -> Loaded:
-    """Resolve run=/checkpoint=, the game and the device, and load the agent checked against the game."""
-    checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint, _zoo_model(cfg))
-    game = _game(cfg, run_dir)
-    spec = get_game(game)
-    device = resolve_device(str(cfg.device))
-    probe = make_vec_env(spec, num_envs=1, seed=0)
-    n_actions = int(probe.action_space.n)
-    probe.close()
-    agent = load_agent(checkpoint, device, n_actions=n_actions, allow_pickle=allow_pickle_flag(cfg))
-    return Loaded(agent, checkpoint, run_dir, game, spec)
-
-
 def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
     """Play this shard's missing episodes, append their records, and summarise when every shard is complete."""
     ev = _setting(cfg)
     indices = shard_episodes(ev["episodes"], ev["shard"], ev["num_shards"], ev["num_envs"])
     loaded = load(cfg)
     agent, checkpoint, run_dir, game, spec = loaded.agent, loaded.checkpoint, loaded.run_dir, loaded.game, loaded.spec
-    _check_seeds(cfg, run_dir)
+    check_seeds(cfg, run_dir)
     max_steps = int(ev["max_episode_steps"] or spec.eval_max_episode_steps)
     epsilon = acting_epsilon(agent, bool(ev["deterministic"]), ev.get("epsilon"))
 
-    out_dir = _out_dir(cfg, checkpoint, run_dir)
+    out_dir = evaluation_dir(cfg, checkpoint, run_dir)
     meta = {
         "checkpoint": str(checkpoint),
         "digest": agent.digest,
@@ -253,34 +195,3 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
     meta = {key: headers[0][key] for key in (*keys, "checkpoint", "algorithm") if key in headers[0]}
     meta["episodes"] = total
     return summarise(out_dir, list(episodes.values()), {**meta, "skipped_lines": skipped}, cfg)
-
-
-def main(cfg: DictConfig) -> None:
-    """Hydra task of evaluate.py."""
-    if cfg.task not in TASKS:
-        raise ConfigError(f"unknown task '{cfg.task}' (valid: {', '.join(TASKS)})")
-    if cfg.task == "episodes":
-        evaluate_episodes(cfg)
-    elif cfg.task == "video":
-        from fls.evaluation.video_task import saliency_video
-
-        saliency_video(cfg, load(cfg))
-    elif cfg.task == "tree":
-        from fls.evaluation.tree_task import attention_tree_task
-
-        attention_tree_task(cfg, load(cfg))
-    elif cfg.task == "gaze":
-        from fls.evaluation.gaze_task import gaze_agreement
-
-        gaze_agreement(cfg, load(cfg))
-    elif cfg.task == "faithfulness":
-        from fls.evaluation.faithfulness import faithfulness_task
-
-        faithfulness_task(cfg, load(cfg))
-    elif cfg.task == "report":
-        from fls.evaluation.report import make_report
-
-        make_report(cfg)  # a report reads many runs (sweep=), not the one agent load() resolves
-    else:
-        checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint, _zoo_model(cfg))
-        merge(_out_dir(cfg, checkpoint, run_dir), cfg)
