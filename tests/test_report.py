@@ -422,6 +422,14 @@ def test_report_of_a_real_sweep(cli, tmp_path) -> None:
     )
     assert listed.returncode == 0, listed.stderr[-3000:]
     assert read_csv(tmp_path / "listed" / "scores.csv")[0]["mean"] == row["mean"]
+    # without report.out: a new folder under outputs/reports/ of the working directory, nothing else written there
+    work = tmp_path / "work"
+    work.mkdir()
+    default = cli("evaluate.py", "task=report", f"sweep=[{runs[0]},{runs[1]}]", "logger.wandb.mode=disabled", cwd=work)
+    assert default.returncode == 0, default.stderr[-3000:]
+    assert [p.name for p in work.iterdir()] == ["outputs"]
+    (written,) = (work / "outputs" / "reports").glob("*/*")
+    assert (written / "scores.csv").is_file() and str(written) in default.stdout
 
 
 @pytest.mark.slow

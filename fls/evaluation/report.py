@@ -1,8 +1,8 @@
 """task=report: a sweep's results as they go into a paper: reward curves, score and saliency tables, gaps.
 
 ``python evaluate.py task=report sweep=<multirun dir>`` (or ``sweep=[<run dir>,<run dir>]``) reads every training
-run of the sweep and writes, into ``report.out`` (default ``<sweep dir>/report/``; for a list of runs, ``report/``
-in the command's output folder ``outputs/evaluate/<date>/<time>/``):
+run of the sweep and writes, into ``report.out`` (default ``<sweep dir>/report/``; for a list of runs, a new
+``outputs/reports/<date>/<time>/`` below the working directory):
 
 - ``reward_curves.png`` / ``.svg`` (+ ``reward_curves.csv``): ``rollout/ep_rew_mean`` against agent steps, the mean
   across seeds with a ±std band, one panel per game and one line per model (the paper's Figure 3);
@@ -122,15 +122,13 @@ def _settings(cfg: DictConfig) -> tuple[str | None, str, int, int]:
 
 
 def _output_folder() -> Path:
-    """This command's own output folder (Hydra's run directory, outputs/evaluate/<date>/<time>/), or outside Hydra
-    a new outputs/reports/<date>/<time>/ below the working directory: never the working directory itself."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir).resolve()
+    """A new ``outputs/reports/<date>/<time>/`` below the working directory, created exclusively: a report of a list
+    of runs has no sweep folder to live in, and evaluate.py writes nothing into the working directory itself."""
     import time
 
-    return Path.cwd() / "outputs" / "reports" / time.strftime("%Y-%m-%d/%H-%M-%S")
+    from fls.rundir import new_directory
+
+    return new_directory(Path.cwd() / "outputs" / "reports" / time.strftime("%Y-%m-%d/%H-%M-%S"))
 
 
 def make_report(cfg: DictConfig) -> Path:
@@ -146,7 +144,7 @@ def make_report(cfg: DictConfig) -> Path:
     elif sweep_dir is not None:
         out_dir = sweep_dir / "report"
     else:
-        out_dir = _output_folder() / "report"
+        out_dir = _output_folder()
         print(f"report of {len(runs)} runs: writing to {out_dir} (report.out=<dir> chooses the folder)")
     title = f"Report: {sweep_dir.name if sweep_dir else f'{len(runs)} runs'}"
     report = build_report(runs, title=title, checkpoint=checkpoint, curve_key=curve_key, grid_points=points, ddof=ddof)
