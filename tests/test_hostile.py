@@ -91,7 +91,14 @@ def run_copy(tiny_run, tmp_path) -> Path:
     return copy
 
 
-@pytest.mark.parametrize(("script", "args", "code", "message"), [c[1:] for c in HOSTILE], ids=[c[0] for c in HOSTILE])
+# Each row is a process of a few seconds: the fast subset runs one row per script, --slow runs them all.
+FAST_ROWS = {"resume-contradiction", "evaluate-bad-shard"}
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "code", "message"),
+    [pytest.param(*c[1:], id=c[0], marks=() if c[0] in FAST_ROWS else pytest.mark.slow) for c in HOSTILE],
+)
 def test_hostile_input(script, args, code, message, tmp_path, run_copy, readonly) -> None:
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
@@ -134,9 +141,20 @@ def hold_in_another_process(lock_file: Path) -> subprocess.Popen:
 @pytest.mark.parametrize(
     ("script", "args", "lock"),
     [
-        ("train.py", ["resume={run}"], ".lock"),
-        ("evaluate.py", ["run={run}", "eval.episodes=2", "eval.num_envs=2"], "eval/final_model/.episodes.jsonl.lock"),
-        ("evaluate.py", ["run={run}", "video=true", "saliency=[attention]"], f"videos/.{VIDEO}.lock"),
+        # (test_lock_refusal_names_the_holder_... below checks the refusal in-process, fast)
+        pytest.param("train.py", ["resume={run}"], ".lock", marks=pytest.mark.slow),
+        pytest.param(
+            "evaluate.py",
+            ["run={run}", "eval.episodes=2", "eval.num_envs=2"],
+            "eval/final_model/.episodes.jsonl.lock",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "evaluate.py",
+            ["run={run}", "video=true", "saliency=[attention]"],
+            f"videos/.{VIDEO}.lock",
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["resume", "evaluate", "video"],
 )
