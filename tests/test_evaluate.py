@@ -156,26 +156,26 @@ def test_a_torn_last_line_is_dropped_silently(tmp_path, capsys, tail) -> None:
 
 
 @pytest.mark.slow
-def test_evaluation_skips_a_damaged_line_and_counts_it(cli, tiny_run, tmp_path) -> None:
+def test_evaluation_skips_a_damaged_line_and_counts_it(cli, tiny_run, tiny_eval, tmp_path) -> None:
     out = tmp_path / "eval"
-    assert cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}").returncode == 0
+    shutil.copytree(tiny_eval[0], out, ignore=shutil.ignore_patterns("wandb"))  # 5 episodes of FAST
     full = records(out)
     path = out / "episodes.jsonl"
     lines = path.read_text().splitlines()
     lines[2] = "#" * len(lines[2])  # the second record, overwritten in place
     path.write_text("\n".join(lines) + "\n")
-    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}")
+    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=5", *FAST, f"eval.out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "3 already recorded" in result.stdout  # the records after the damaged line were kept
+    assert "4 already recorded" in result.stdout  # the records after the damaged line were kept
     assert f"warning: {path}:3: malformed record skipped" in result.stderr
     assert records(out) == full  # the damaged episode was played again, identically
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["skipped_lines"] == 1 and summary["episodes"] == 4
+    assert summary["skipped_lines"] == 1 and summary["episodes"] == 5
 
     lines = path.read_text().splitlines()
     lines[3] = lines[3].replace(summary["digest"], "0123456789abcdef")
     path.write_text("\n".join(lines) + "\n")
-    refused = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}")
+    refused = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=5", *FAST, f"eval.out={out}")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert [line for line in refused.stderr.splitlines() if line.strip()] == [
         f"error: {path}:4: episode {json.loads(lines[3])['index']} was played by checkpoint 0123456789abcdef, not the "
@@ -184,9 +184,8 @@ def test_evaluation_skips_a_damaged_line_and_counts_it(cli, tiny_run, tmp_path) 
 
 
 @pytest.mark.slow
-def test_shards_merge_into_the_unsharded_result(cli, tiny_run, tmp_path) -> None:
-    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
-    assert cli("evaluate.py", f"run={tiny_run}", "eval.episodes=5", *FAST, f"eval.out={whole}").returncode == 0
+def test_shards_merge_into_the_unsharded_result(cli, tiny_run, tiny_eval, tmp_path) -> None:
+    whole, sharded = tiny_eval[0], tmp_path / "sharded"  # tiny_eval: the same 5 episodes of FAST, unsharded
     first = cli(
         "evaluate.py",
         f"run={tiny_run}",
