@@ -150,7 +150,7 @@ def test_gaze_task_reads_rectified_gradcam_when_asked(cli, tiny_run, tmp_path) -
     assert scores["false"]["attention"] == scores["true"]["attention"]
     assert scores["false"]["gradcam"] != scores["true"]["gradcam"]
     result = cli("evaluate.py", f"run={tiny_run}", "saliency.gradcam_rectified=maybe", "video=true", QUIET)
-    assert result.returncode != 0 and "saliency.gradcam_rectified must be true or false" in result.stderr
+    assert result.returncode != 0 and "saliency.gradcam_rectified=maybe: true or false" in result.stderr
 
 
 @pytest.mark.slow
