@@ -65,3 +65,21 @@ def tiny_run(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_eval(tiny_run, tmp_path_factory) -> tuple[Path, str]:
+    """One evaluation of ``tiny_run`` (5 episodes, 3 envs, 250 steps each, W&B offline), shared by the tests that
+    read its outputs: (output folder, stdout). Tests that change the folder work on a copy."""
+    out = tmp_path_factory.mktemp("tiny_eval") / "eval"
+    result = run_cli(
+        "evaluate.py",
+        f"run={tiny_run}",
+        "eval.episodes=5",
+        "eval.num_envs=3",
+        "eval.max_episode_steps=250",
+        f"eval.out={out}",
+        "logger.wandb.mode=offline",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result.stdout

@@ -45,6 +45,7 @@ def test_dry_run_of_every_model_and_option(args, capsys) -> None:
     assert "FLSPolicy" in out and "features_extractor" in out and n_params > 100_000
 
 
+@pytest.mark.slow  # a process costs seconds; the dry runs above run in-process, test_bad_input_... through the CLI
 @pytest.mark.parametrize("args", [["model=sparse_fls"], ["model=dense_fls", "env=Seaquest"]], ids=" ".join)
 def test_dry_run_command(cli, args, tmp_path) -> None:
     result = cli("train.py", *args, "dry_run=true", f"hydra.run.dir={tmp_path}")
@@ -73,7 +74,13 @@ BAD = [
 ]
 
 
-@pytest.mark.parametrize(("args", "message"), BAD, ids=lambda a: " ".join(a) if isinstance(a, list) else "")
+# One case through the real command line in the fast subset (a process costs seconds), all of them with --slow;
+# the in-process tables of tests/test_config_schema.py check the messages of the config keys fast.
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [BAD[0], *(pytest.param(*case, marks=pytest.mark.slow) for case in BAD[1:])],
+    ids=lambda a: " ".join(a) if isinstance(a, list) else "",
+)
 def test_bad_input_is_one_line_and_non_zero(cli, args, message, tmp_path) -> None:
     result = cli("train.py", *args, "dry_run=true", f"hydra.run.dir={tmp_path}")
     assert result.returncode != 0
@@ -96,11 +103,13 @@ def test_train_help_lists_groups_choices_and_keys(cli) -> None:
     assert "an integer >= 1" in out and "--cfg job" in out
 
 
+@pytest.mark.slow
 def test_help_shows_the_values_of_the_command_line(cli) -> None:
     out = cli("train.py", "experiment=quickstart", "--help").stdout
     assert "total_timesteps=30720 " in out and "after_training.video=true " in out
 
 
+@pytest.mark.slow
 def test_evaluate_help_lists_tasks_short_forms_and_only_its_groups(cli) -> None:
     result = cli("evaluate.py", "--help")
     assert result.returncode == 0, result.stderr

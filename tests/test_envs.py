@@ -104,8 +104,11 @@ def test_noop_sampler_matches_cpp_generator() -> None:
 @pytest.mark.parametrize(
     ("game", "kwargs", "steps", "expected"),
     [
-        ("Breakout", {}, 400, {"life_loss": 5, "game_over": 1}),
-        ("MsPacman", {"clip_rewards": False}, 600, {"life_loss": 2, "game_over": 1}),
+        # (each game plays hundreds of emulator steps twice: the fast subset keeps two cases, --slow all four)
+        pytest.param("Breakout", {}, 400, {"life_loss": 5, "game_over": 1}, marks=pytest.mark.slow),
+        pytest.param(
+            "MsPacman", {"clip_rewards": False}, 600, {"life_loss": 2, "game_over": 1}, marks=pytest.mark.slow
+        ),
         # Short raw-frame limit (ends a step mid frame-skip) and agent-step limit, without episodic life.
         (dataclasses.replace(get_game("Seaquest"), max_frames=403), {"episodic_life": False}, 300, {"truncated": 2}),
         ("Breakout", {"episodic_life": False, "max_episode_steps": 60}, 200, {"truncated": 2}),
@@ -211,12 +214,12 @@ def test_agent_step_limit_truncates_and_resets() -> None:
 
 def test_seeding_is_reproducible_per_env() -> None:
     # Env i plays the action sequence of its own seed, so env 1 of seed 7 and env 0 of seed 8 see the same.
-    actions = {seed: np.random.default_rng(seed).integers(0, 4, 100) for seed in range(7, 10)}
+    actions = {seed: np.random.default_rng(seed).integers(0, 4, 50) for seed in range(7, 10)}
 
     def trajectory(seed: int, num_envs: int) -> np.ndarray:
         env = make_vec_env("Breakout", num_envs, seed=seed)
         frames = [env.reset()]
-        for t in range(100):
+        for t in range(50):
             frames.append(env.step(np.array([actions[seed + i][t] for i in range(num_envs)]))[0])
         env.close()
         return np.stack(frames, axis=1)  # (env, time, 4, 84, 84)

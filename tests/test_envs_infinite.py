@@ -91,12 +91,19 @@ def _assert_same_step(a: tuple, b: tuple) -> None:
 @pytest.mark.parametrize(
     ("game", "kwargs", "steps", "min_dones"),
     [
-        ("Breakout", {}, 400, 4),
+        # (hundreds of emulator steps on two backends each: the fast subset keeps the wrapped game, --slow all)
+        pytest.param("Breakout", {}, 400, 4, marks=pytest.mark.slow),
         ("BreakoutInfinite", {"clip_rewards": False}, 300, 4),
-        ("Breakout", {"episodic_life": False, "max_episode_steps": 70}, 250, 4),
-        ("MsPacman", {"clip_rewards": False}, 300, 1),
+        pytest.param("Breakout", {"episodic_life": False, "max_episode_steps": 70}, 250, 4, marks=pytest.mark.slow),
+        pytest.param("MsPacman", {"clip_rewards": False}, 300, 1, marks=pytest.mark.slow),
         # Short raw-frame limit: the step that hits it ends mid frame-skip, then SameStep autoreset.
-        (dataclasses.replace(get_game("Seaquest"), max_frames=403), {"episodic_life": False}, 200, 1),
+        pytest.param(
+            dataclasses.replace(get_game("Seaquest"), max_frames=403),
+            {"episodic_life": False},
+            200,
+            1,
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["breakout", "infinite-below-cap", "breakout-eval-step-limit", "mspacman", "seaquest-frame-limit"],
 )

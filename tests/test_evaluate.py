@@ -27,19 +27,9 @@ def records(out: Path, name: str = "episodes.jsonl") -> dict[int, tuple]:
     return {e.index: (e.seed, e.game, e.score, e.length, e.truncated, e.digest) for e in episodes}
 
 
-def test_evaluation_writes_records_summary_histogram_and_wandb(cli, tiny_run, tmp_path) -> None:
-    out = tmp_path / "eval"
-    result = cli(
-        "evaluate.py",
-        f"run={tiny_run}",
-        "eval.episodes=5",
-        "eval.num_envs=3",
-        "eval.max_episode_steps=250",
-        f"eval.out={out}",
-        "logger.wandb.mode=offline",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Breakout 5 episodes: mean" in result.stdout
+def test_evaluation_writes_records_summary_histogram_and_wandb(tiny_eval) -> None:
+    out, stdout = tiny_eval
+    assert "Breakout 5 episodes: mean" in stdout
     recs = records(out)
     assert sorted(recs) == [0, 1, 2, 3, 4]
     # episode i is game i // 3 of the env (stream) i % 3, seeded 1000 + i % 3
@@ -54,12 +44,13 @@ def test_evaluation_writes_records_summary_histogram_and_wandb(cli, tiny_run, tm
     assert list((out / "wandb").glob("offline-run-*"))
 
 
-def test_identical_invocations_give_identical_records(cli, tiny_run, tmp_path) -> None:
-    outs = [tmp_path / "a", tmp_path / "b"]
-    for out in outs:
-        result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}")
-        assert result.returncode == 0, result.stderr[-3000:]
-    assert records(outs[0]) == records(outs[1])
+@pytest.mark.slow
+def test_identical_invocations_give_identical_records(cli, tiny_run, tiny_eval, tmp_path) -> None:
+    # tiny_eval is the first invocation (W&B on or off does not change the episodes)
+    out = tmp_path / "again"
+    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=5", *FAST, f"eval.out={out}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert records(out) == records(tiny_eval[0]) and len(records(out)) == 5
 
 
 @pytest.mark.slow
@@ -89,17 +80,18 @@ def test_interrupted_evaluation_resumes_to_exactly_the_same_episodes(cli, tiny_r
     assert records(out) == records(reference)  # each episode is a function of its seed alone
 
 
-def test_torn_last_line_is_dropped_and_replayed(cli, tiny_run, tmp_path) -> None:
+@pytest.mark.slow
+def test_torn_last_line_is_dropped_and_replayed(cli, tiny_run, tiny_eval, tmp_path) -> None:
     out = tmp_path / "eval"
-    assert cli("evaluate.py", f"run={tiny_run}", "eval.episodes=3", *FAST, f"eval.out={out}").returncode == 0
+    shutil.copytree(tiny_eval[0], out, ignore=shutil.ignore_patterns("wandb"))
     full = records(out)
     path = out / "episodes.jsonl"
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][: len(lines[-1]) // 2])  # a crash mid-write
-    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=3", *FAST, f"eval.out={out}")
+    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=5", *FAST, f"eval.out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert records(out) == full and len(path.read_text().splitlines()) == 4
-    assert "2 already recorded" in result.stdout and "warning" not in result.stderr  # a crash is not damage
+    assert records(out) == full and len(path.read_text().splitlines()) == 6
+    assert "4 already recorded" in result.stdout and "warning" not in result.stderr  # a crash is not damage
     assert json.loads((out / "summary.json").read_text())["skipped_lines"] == 0
 
 
@@ -164,26 +156,26 @@ def test_a_torn_last_line_is_dropped_silently(tmp_path, capsys, tail) -> None:
 
 
 @pytest.mark.slow
-def test_evaluation_skips_a_damaged_line_and_counts_it(cli, tiny_run, tmp_path) -> None:
+def test_evaluation_skips_a_damaged_line_and_counts_it(cli, tiny_run, tiny_eval, tmp_path) -> None:
     out = tmp_path / "eval"
-    assert cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}").returncode == 0
+    shutil.copytree(tiny_eval[0], out, ignore=shutil.ignore_patterns("wandb"))  # 5 episodes of FAST
     full = records(out)
     path = out / "episodes.jsonl"
     lines = path.read_text().splitlines()
     lines[2] = "#" * len(lines[2])  # the second record, overwritten in place
     path.write_text("\n".join(lines) + "\n")
-    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}")
+    result = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=5", *FAST, f"eval.out={out}")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "3 already recorded" in result.stdout  # the records after the damaged line were kept
+    assert "4 already recorded" in result.stdout  # the records after the damaged line were kept
     assert f"warning: {path}:3: malformed record skipped" in result.stderr
     assert records(out) == full  # the damaged episode was played again, identically
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["skipped_lines"] == 1 and summary["episodes"] == 4
+    assert summary["skipped_lines"] == 1 and summary["episodes"] == 5
 
     lines = path.read_text().splitlines()
     lines[3] = lines[3].replace(summary["digest"], "0123456789abcdef")
     path.write_text("\n".join(lines) + "\n")
-    refused = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=4", *FAST, f"eval.out={out}")
+    refused = cli("evaluate.py", f"run={tiny_run}", "eval.episodes=5", *FAST, f"eval.out={out}")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert [line for line in refused.stderr.splitlines() if line.strip()] == [
         f"error: {path}:4: episode {json.loads(lines[3])['index']} was played by checkpoint 0123456789abcdef, not the "
@@ -192,9 +184,8 @@ def test_evaluation_skips_a_damaged_line_and_counts_it(cli, tiny_run, tmp_path) 
 
 
 @pytest.mark.slow
-def test_shards_merge_into_the_unsharded_result(cli, tiny_run, tmp_path) -> None:
-    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
-    assert cli("evaluate.py", f"run={tiny_run}", "eval.episodes=5", *FAST, f"eval.out={whole}").returncode == 0
+def test_shards_merge_into_the_unsharded_result(cli, tiny_run, tiny_eval, tmp_path) -> None:
+    whole, sharded = tiny_eval[0], tmp_path / "sharded"  # tiny_eval: the same 5 episodes of FAST, unsharded
     first = cli(
         "evaluate.py",
         f"run={tiny_run}",
@@ -237,9 +228,8 @@ class GrayEnv(gym.Env):
         return np.zeros((1, 84, 84), np.uint8), 0.0, True, False, {}
 
 
-@pytest.mark.parametrize(
-    "algorithm", ["PPO", pytest.param("A2C", marks=pytest.mark.slow), pytest.param("DQN", marks=pytest.mark.slow)]
-)
+@pytest.mark.slow  # builds an agent and runs two processes; test_evaluate_tasks evaluates an SB3 agent fast
+@pytest.mark.parametrize("algorithm", ["PPO", "A2C", "DQN"])
 def test_external_sb3_agents(cli, tmp_path, algorithm) -> None:
     import stable_baselines3 as sb3
 
@@ -258,6 +248,7 @@ def test_external_sb3_agents(cli, tmp_path, algorithm) -> None:
     assert header["deterministic"] == (algorithm == "DQN")
 
 
+@pytest.mark.slow
 def test_bad_evaluation_input(cli, tiny_run, tmp_path) -> None:
     def fails(*args: str, message: str) -> None:
         result = cli("evaluate.py", *args, "logger.wandb.mode=disabled")

@@ -337,16 +337,20 @@ def test_lambda_sweep_expands_to_30_jobs() -> None:
     assert first.model.entropy_lambda == 0 and last.model.entropy_lambda == 0.005
 
 
-def test_report_cli_errors_are_one_line(cli, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["sweep={tmp_path}/empty"], "no training runs in"),
+        pytest.param([], "task=report needs sweep=", marks=pytest.mark.slow),  # a process costs seconds
+    ],
+)
+def test_report_cli_errors_are_one_line(cli, tmp_path, args, message) -> None:
     (tmp_path / "empty").mkdir()
-    for args, message in (
-        ([f"sweep={tmp_path / 'empty'}"], "no training runs in"),
-        ([], "task=report needs sweep="),
-    ):
-        result = cli("evaluate.py", "task=report", *args, f"hydra.run.dir={tmp_path / 'hydra'}", env=ONE_THREAD)
-        assert result.returncode == 2, result.stderr[-2000:]
-        assert result.stderr.strip().startswith("error: ") and message in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1
+    args = [arg.format(tmp_path=tmp_path) for arg in args]
+    result = cli("evaluate.py", "task=report", *args, f"hydra.run.dir={tmp_path / 'hydra'}", env=ONE_THREAD)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip().startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
