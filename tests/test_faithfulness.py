@@ -379,4 +379,4 @@ def test_faithfulness_cli_end_to_end(cli, tiny_run, tmp_path) -> None:
         "logger.wandb.mode=disabled",
     )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert "error: faithfulness.baseline must be one of blur, mean, got 'zeros'" in bad.stderr
+    assert "error: faithfulness.baseline=zeros: one of blur, mean" in bad.stderr
