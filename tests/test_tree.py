@@ -230,9 +230,13 @@ def test_every_model_produces_a_tree(variant: str, atari_obs: torch.Tensor) -> N
         assert tree.action is None
 
 
-def test_dqn_value_target_is_refused(atari_obs: torch.Tensor) -> None:
-    with pytest.raises(ConfigError, match="no value head"):
-        attention_trees(policy_or_dqn("dqn"), atari_obs, "value")
+def test_dqn_value_target_is_the_greedy_actions_q(atari_obs: torch.Tensor) -> None:
+    """For a Q-network target=value is max_a Q(s, a): the tree of the greedy action."""
+    policy = policy_or_dqn("dqn")
+    greedy = policy.q_net(atari_obs).argmax(dim=1).tolist()
+    by_value = attention_trees(policy, atari_obs, "value")
+    by_action = attention_trees(policy, atari_obs, greedy)
+    assert [t.nodes for t in by_value] == [t.nodes for t in by_action]
 
 
 def test_bad_options_are_config_errors() -> None:
@@ -342,7 +346,7 @@ def test_tree_task_writes_png_html_json_and_logs(cli, tiny_run: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["tree.steps=[-1]"], "tree.steps must be a list of agent steps >= 0"),
+        (["tree.steps=[-1]"], "error: tree.steps=[-1]: a list, each item an integer >= 0"),
         (["tree.steps=[100000]", "saliency.max_steps=5"], "no chosen step was reached"),
     ],
 )

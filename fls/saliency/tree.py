@@ -444,12 +444,11 @@ def _explained(
         )
         return trunk_extractor(policy, target), target.select(out), actions
     net = _q_network(policy)
-    if target.kind == "value":
-        raise ConfigError("a Q-network has no value head: explain an action (target=action or an action index)")
     scores = net(observations)
     if scores.dim() == 3:  # QR-DQN: (B, quantiles, A)
         scores = scores.mean(dim=1)
-    actions = scores.detach().argmax(dim=1) if target.actions is None else target.actions
+    # target=value is max_a Q(s, a): the Q of the greedy action, as for the other methods on Q-networks.
+    actions = scores.detach().argmax(dim=1) if target.kind == "value" or target.actions is None else target.actions
     return net.features_extractor, scores.gather(1, actions.view(-1, 1))[:, 0], actions
 
 
