@@ -295,5 +295,6 @@ def test_rl_zoo3_folders_are_evaluated_and_explained(cli, zoo_logs, algo, tmp_pa
         QUIET,
     )
     assert video.returncode == 0, video.stderr[-3000:]
-    assert (folder / "videos" / f"{ENV_ID}_Breakout_seed2000.mp4").is_file()
+    video_name = f"{ENV_ID}_Breakout_seed2000_1ep_gradcam-fullgrad++-perturbation.mp4"  # named by its content
+    assert (folder / "videos" / video_name).is_file(), sorted(p.name for p in (folder / "videos").iterdir())
     assert ("ε-greedy ε=0.01" in video.stdout) == q_learning, video.stdout
