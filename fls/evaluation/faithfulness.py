@@ -27,11 +27,9 @@ Outputs, in ``<run>/eval/<checkpoint>/faithfulness/``: ``faithfulness.csv`` (per
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +41,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from fls.errors import ConfigError
+from fls.evaluation.report_tables import csv_text
 from fls.gaze.baselines import CENTER_PRIOR, RANDOM, center_prior
 from fls.rundir import atomic_path, atomic_write_text
 
@@ -335,15 +334,6 @@ class FaithfulnessResult:
         return out
 
 
-def _csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
-    return buffer.getvalue()
-
-
 FRAME_COLUMNS = (
     "method",
     "kind",
@@ -377,7 +367,7 @@ def frames_csv(result: FaithfulnessResult) -> str:
                     **{key: float(values[i]) for key, values in aucs.items()},
                 }
             )
-    return _csv_text(rows, FRAME_COLUMNS)
+    return csv_text(rows, FRAME_COLUMNS)
 
 
 def curves_csv(result: FaithfulnessResult) -> str:
@@ -392,7 +382,7 @@ def curves_csv(result: FaithfulnessResult) -> str:
                 row[f"{curve}_same"] = float(getattr(curves, f"{curve}_same")[:, j].mean())
             rows.append(row)
     columns = ["method", "kind", "percent"] + [f"{c}_{s}" for c in CURVES for s in ("mean", "std", "same")]
-    return _csv_text(rows, columns)
+    return csv_text(rows, columns)
 
 
 def sanity_csv(result: FaithfulnessResult) -> str:
@@ -402,7 +392,7 @@ def sanity_csv(result: FaithfulnessResult) -> str:
         for r in result.sanity
         for i, (rho, s) in enumerate(zip(r.spearman, r.ssim, strict=True))
     ]
-    return _csv_text(rows, ("method", "step", "frame", "spearman", "ssim"))
+    return csv_text(rows, ("method", "step", "frame", "spearman", "ssim"))
 
 
 STEP_LABELS = {"heads": "heads", "hidden": "hidden 512", "attention": "attention", "full": "all (independent)"}
