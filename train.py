@@ -1,7 +1,13 @@
 """Train a PPO agent on Atari: python train.py model=sparse_fls env=Seaquest (see README)."""
 
 from fls.cli import run_hydra
-from fls.train import main
+
+
+def train(cfg):
+    from fls.train import main  # torch and the emulator load only once the command line has passed its checks
+
+    return main(cfg)
+
 
 if __name__ == "__main__":
-    run_hydra(main, "train")
+    run_hydra(train, "train")

@@ -132,7 +132,7 @@ def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
     """Run ``task`` as a Hydra app on configs/<config_name>.yaml, turning ConfigError into a one-line error."""
     import hydra
 
-    from fls.models.registry import ALL_OPTIONS, COMMON_KEYS
+    from fls.models.catalog import ALL_OPTIONS, COMMON_KEYS
 
     sys.argv[1:] = apply_aliases(sys.argv[1:], config_name)
     check_overrides(sys.argv[1:], (*COMMON_KEYS, *ALL_OPTIONS))
@@ -365,7 +365,7 @@ def _compose_for_help(config_name: str, args: list[str]) -> Any:
 
 
 def _group_lines(config_name: str) -> list[str]:
-    from fls.models.registry import MODELS
+    from fls.models.catalog import CATALOG
 
     lines = ["Groups (group=choice; * marks the default):"]
     for group, default in config_groups(config_name).items():
@@ -377,7 +377,7 @@ def _group_lines(config_name: str) -> list[str]:
             continue
         lines.append(f"  {title}")
         for choice in choices:
-            spec = MODELS.get(choice) if group == "model" else None
+            spec = CATALOG.get(choice) if group == "model" else None
             text = f"{spec.description}" if spec else _summary(CONFIG_DIR / group / f"{choice}.yaml")
             if spec and spec.options:
                 text += f" (options: {', '.join(spec.options)})"

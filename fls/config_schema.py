@@ -25,8 +25,7 @@ from typing import Any
 
 from fls.envs.games import GAMES
 from fls.errors import ConfigError
-from fls.models.registry import MODELS, extractor_kwargs
-from fls.models.sparse_fls import ATTENTION_PLACES
+from fls.models.catalog import ATTENTION_PLACES, CATALOG, check_model_config
 
 # Choices defined by code that is too heavy to import before every command (fls.saliency pulls in captum) or
 # that lives in modules importing this one; tests/test_config_schema.py checks they match their sources.
@@ -92,7 +91,7 @@ def key(doc: str, *, main: bool = False, **rule: Any) -> Any:
 class ModelConfig:
     """configs/model/*.yaml: the feature extractor and its options (null: the option does not apply)."""
 
-    name: str = key("the feature extractor (model=<name> picks its config)", choices=tuple(MODELS))
+    name: str = key("the feature extractor (model=<name> picks its config)", choices=tuple(CATALOG))
     entropy_lambda: float = key("weight of the attention-entropy regulariser (models with attention)", ge=0, main=True)
     sum_pool: bool | None = key("sparse_fls, dense_fls: sum attended features over positions instead of flattening")
     normalize_attention: bool | None = key("sparse_fls, dense_fls: divide the attention by its sum over positions")
@@ -509,7 +508,7 @@ def check_config(cfg: Mapping[str, Any], config_name: str) -> None:
     data.pop("hydra", None)
     check_node(data, schema_of(config_name))
     if config_name == "train" and isinstance(data.get("model"), Mapping):
-        extractor_kwargs(data["model"])  # options that do not apply to the model, contradicting options
+        check_model_config(data["model"])  # options that do not apply to the model, contradicting options
 
 
 def _items(cfg: Any) -> Iterator[tuple[str, Any]]:

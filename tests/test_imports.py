@@ -83,3 +83,21 @@ def test_graph_sees_function_level_imports() -> None:
 def test_fls_import_graph_has_no_cycle() -> None:
     cycle = find_cycle(import_graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_command_line_checks_load_neither_torch_nor_the_emulator() -> None:
+    """A refused command line answers in a fraction of a second: its checks import no heavy module."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from fls.cli import check_command_line, help_text\n"
+        "import fls.config_schema, fls.models.catalog, fls.envs.games, fls.models, fls.envs\n"
+        "help_text('train'); help_text('evaluate')\n"
+        "heavy = sorted(m for m in ('torch', 'ale_py', 'stable_baselines3', 'gymnasium') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE_DIR.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "", f"the command line's checks import {result.stdout.strip()}"

@@ -1,4 +1,4 @@
-"""Model names -> extractor classes and their options, with the checks that turn bad configs into clear errors."""
+"""Model names -> extractor classes: the catalogue's entries (fls/models/catalog.py) with the classes they build."""
 
 from __future__ import annotations
 
@@ -6,17 +6,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fls.errors import ConfigError
 from fls.models.base import FeatureExtractor
+from fls.models.catalog import ALL_OPTIONS, CATALOG, COMMON_KEYS, check_model_config, model_info
 from fls.models.daqn import DAQN
 from fls.models.dense_fls import DenseFLS
 from fls.models.maxpool_cnn import MaxPoolCNN
 from fls.models.nature_cnn import NatureCNN
 from fls.models.region_sensitive import RegionSensitive
-from fls.models.sparse_fls import ATTENTION_PLACES, SparseFLS
+from fls.models.sparse_fls import SparseFLS
 
-# Keys every model config has; everything else is a model option.
-COMMON_KEYS = ("name", "entropy_lambda")
+__all__ = ["ALL_OPTIONS", "COMMON_KEYS", "MODELS", "ModelSpec", "extractor_kwargs", "model_spec"]
+
+CLASSES: dict[str, type[FeatureExtractor]] = {
+    "nature_cnn": NatureCNN,
+    "sparse_fls": SparseFLS,
+    "dense_fls": DenseFLS,
+    "rs": RegionSensitive,
+    "daqn": DAQN,
+    "maxpool_cnn": MaxPoolCNN,
+}
 
 
 @dataclass(frozen=True)
@@ -30,98 +38,17 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {
-    "nature_cnn": ModelSpec(NatureCNN, (), "Nature CNN, no attention (the baseline)", attention=False),
-    "sparse_fls": ModelSpec(
-        SparseFLS,
-        ("sum_pool", "normalize_attention", "fls_kernel", "softplus_base2", "final_relu", "attention_at"),
-        "Nature trunk x FLS attention (softplus map on the 7x7 features), flatten -> 512",
-    ),
-    "dense_fls": ModelSpec(
-        DenseFLS,
-        ("sum_pool", "normalize_attention", "fls_kernel", "softplus_base2", "final_relu"),
-        "stride-1 84x84 trunk x FLS attention, sum-pooled -> 512",
-    ),
-    "rs": ModelSpec(RegionSensitive, ("pad_input",), "region-sensitive module (Yang et al.): 2 softmax channels"),
-    "daqn": ModelSpec(DAQN, (), "DARQN's soft attention without recurrence: softmax over 49 positions, sum-pooled"),
-    "maxpool_cnn": ModelSpec(
-        MaxPoolCNN,
-        ("channels", "kernel_size"),
-        "Nature-like CNN with max-pooling after each conv (E-A3C Grad-CAM)",
-        attention=False,
-    ),
+    name: ModelSpec(CLASSES[name], info.options, info.description, info.attention) for name, info in CATALOG.items()
 }
-
-ALL_OPTIONS: tuple[str, ...] = tuple(sorted({o for spec in MODELS.values() for o in spec.options}))
-
-
-def _choices(values: Any) -> str:
-    return ", ".join(str(v) for v in values)
 
 
 def model_spec(name: str) -> ModelSpec:
     """The spec of a model name, or a ConfigError listing the valid names."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown model '{name}' (valid: {_choices(sorted(MODELS))})")
+    model_info(name)
     return MODELS[name]
 
 
 def extractor_kwargs(model_cfg: Mapping[str, Any]) -> tuple[type[FeatureExtractor], dict[str, Any]]:
-    """Validate a model config (name, options, entropy_lambda) and return (extractor class, constructor kwargs).
-
-    Options left at None are not set. Raises ConfigError naming the problem and the valid choices.
-    """
-    cfg = dict(model_cfg)
-    name = cfg.get("name")
-    spec = model_spec(str(name))
-    unknown = sorted(k for k in cfg if k not in COMMON_KEYS and k not in ALL_OPTIONS)
-    if unknown:
-        raise ConfigError(f"unknown model option model.{unknown[0]} (valid: {_choices(ALL_OPTIONS)})")
-    kwargs = {k: v for k, v in cfg.items() if k not in COMMON_KEYS and v is not None}
-    for key in kwargs:
-        if key not in spec.options:
-            valid = _choices(spec.options) if spec.options else "none"
-            raise ConfigError(f"model.{key} does not apply to {name} (its options: {valid})")
-
-    lam = cfg.get("entropy_lambda") or 0.0
-    if lam < 0:
-        raise ConfigError(f"model.entropy_lambda must be >= 0, got {lam}")
-    if lam > 0 and not spec.attention:
-        raise ConfigError(
-            f"model.entropy_lambda={lam} needs a model with attention; {name} has none "
-            f"(models with attention: {_choices(n for n, s in MODELS.items() if s.attention)})"
-        )
-
-    if "fls_kernel" in kwargs and kwargs["fls_kernel"] not in (1, 3):
-        raise ConfigError(f"model.fls_kernel must be 3 or 1, got {kwargs['fls_kernel']}")
-    if "attention_at" in kwargs and kwargs["attention_at"] not in ATTENTION_PLACES:
-        raise ConfigError(
-            f"model.attention_at must be one of {_choices(ATTENTION_PLACES)}, got {kwargs['attention_at']}"
-        )
-    if kwargs.get("sum_pool") and kwargs.get("attention_at", "conv3") != "conv3":
-        raise ConfigError(
-            f"model.sum_pool=true pools the attended conv3 features, so it needs model.attention_at=conv3 "
-            f"(got {kwargs['attention_at']})"
-        )
-    if name == "dense_fls":
-        if kwargs.pop("sum_pool", True) is False:
-            raise ConfigError(
-                "dense_fls always sum-pools: flattening its 64x84x84 map would need a 451,584-wide hidden layer "
-                "(drop model.sum_pool=false)"
-            )
-    for flag in ("sum_pool", "normalize_attention", "softplus_base2", "final_relu", "pad_input"):
-        if flag in kwargs and not isinstance(kwargs[flag], bool):
-            raise ConfigError(f"model.{flag} must be true or false, got {kwargs[flag]!r}")
-    if "channels" in kwargs:
-        channels = list(kwargs["channels"]) if not isinstance(kwargs["channels"], (int, str)) else None
-        if not channels or not all(isinstance(c, int) and c > 0 for c in channels):
-            raise ConfigError(
-                f"model.channels must be a list of positive ints like [32,32,64,64], got {kwargs['channels']}"
-            )
-        kwargs["channels"] = tuple(channels)
-        if 84 >> len(channels) < 1:
-            raise ConfigError(f"model.channels has {len(channels)} layers; at most 6 max-pools fit an 84x84 input")
-    if "kernel_size" in kwargs and (
-        not isinstance(kwargs["kernel_size"], int) or kwargs["kernel_size"] % 2 == 0 or kwargs["kernel_size"] < 1
-    ):
-        raise ConfigError(f"model.kernel_size must be a positive odd int, got {kwargs['kernel_size']}")
-    return spec.cls, kwargs
+    """Validate a model config (fls/models/catalog.py) and return (extractor class, constructor kwargs)."""
+    kwargs = check_model_config(model_cfg)
+    return MODELS[str(model_cfg.get("name"))].cls, kwargs

@@ -10,10 +10,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from fls.models.base import AttentionSite, FeatureExtractor, hidden_layer
+from fls.models.catalog import ATTENTION_PLACES
 from fls.models.layers import FLSAttention, normalize_over_positions, sparse_trunk
 
 AttentionPlace = Literal["conv3", "conv1", "every_conv"]
-ATTENTION_PLACES: tuple[str, ...] = ("conv3", "conv1", "every_conv")
 
 
 class SparseFLS(FeatureExtractor):
