@@ -1,6 +1,11 @@
-"""Run-time helpers shared by training and evaluation: which device a command runs on."""
+"""Run-time helpers shared by training and evaluation: which device a command runs on, and a clean stop on a
+signal."""
 
 from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType, TracebackType
 
 import torch
 
@@ -17,3 +22,43 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device '{name}' (valid: auto, cpu, cuda, cuda:N)") from None
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM ask a long loop to stop at its next step: the first sets ``signal`` (and
+    prints ``received SIGINT: <announce>``), a second raises KeyboardInterrupt at once.
+
+    A flag rather than KeyboardInterrupt, because an exception raised wherever the signal lands can be swallowed
+    by native code waiting for the emulator (a lost Ctrl-C) or cut a record in half; the loop checks the flag
+    between steps, so what it has finished is kept and nothing is half-written.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, announce: str) -> None:
+        self.announce = announce
+        self.signal: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        self._previous = {s: signal.signal(s, self._request) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, kind: type | None, value: BaseException | None, traceback: TracebackType | None) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's code for death by this signal (130 for SIGINT, 143 for SIGTERM)."""
+        return 128 + int(self.signal or 0)
+
+    def _request(self, signum: int, _frame: FrameType | None) -> None:
+        if self.signal is not None:  # a second signal: give up on the clean stop
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\nreceived {signal.Signals(signum).name}: {self.announce}", file=sys.stderr, flush=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from fls.rundir import (
     newest_checkpoint,
     save_model,
 )
-from fls.runtime import resolve_device
+from fls.runtime import StopSignals, resolve_device
 
 # Exit status of a run stopped by a NaN or infinity (1 is a crash, 2 a refused command).
 EXIT_NON_FINITE = 3
@@ -99,22 +98,16 @@ class TrainingCallback(BaseCallback):
     the last update boundary before the checkpoint is written.
     """
 
-    def __init__(self, run_dir: Path, total_timesteps: int, checkpoint_every: int):
+    def __init__(self, run_dir: Path, total_timesteps: int, checkpoint_every: int, stop: StopSignals):
         super().__init__()
         self.run_dir = run_dir
         self.total = total_timesteps
         self.checkpoint_every = checkpoint_every
         self.boundary_step = 0
         self.last_checkpoint_step = 0
-        self.stop_signal: int | None = None
+        self.stop = stop
         self.bar: Any = None  # tqdm on a terminal, else LineProgress (one plain line every few seconds)
         self.games = 0  # whole games finished in this process
-
-    def request_stop(self, signum: int, _frame: Any) -> None:
-        if self.stop_signal is not None:  # second signal: give up on the clean stop
-            raise KeyboardInterrupt
-        self.stop_signal = signum
-        print(f"\nreceived {signal.Signals(signum).name}: stopping at the next step, checkpointing", file=sys.stderr)
 
     def _on_training_start(self) -> None:
         self.boundary_step = self.last_checkpoint_step = self.num_timesteps
@@ -131,7 +124,7 @@ class TrainingCallback(BaseCallback):
         self.games += sum("episode" in info for info in self.locals.get("infos", ()))
         if self.bar is not None:
             self.bar.update(self.training_env.num_envs)
-        return self.stop_signal is None
+        return not self.stop.requested
 
     def _on_rollout_end(self) -> None:
         buffer = self.model.ep_info_buffer
@@ -388,16 +381,17 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
     )
 
     total = int(cfg.total_timesteps)
-    callback = TrainingCallback(run_dir, total, int(cfg.checkpoint_every))
-    previous = {s: signal.signal(s, callback.request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopSignals("stopping at the next step, checkpointing")
+    callback = TrainingCallback(run_dir, total, int(cfg.checkpoint_every), stop)
     started = time.time()
     try:
-        model.learn(
-            total_timesteps=total - model.num_timesteps,
-            callback=callback,
-            log_interval=int(cfg.logger.log_interval),
-            reset_num_timesteps=checkpoint is None,
-        )
+        with stop:
+            model.learn(
+                total_timesteps=total - model.num_timesteps,
+                callback=callback,
+                log_interval=int(cfg.logger.log_interval),
+                reset_num_timesteps=checkpoint is None,
+            )
     except NonFiniteError as error:
         # The parameters are checked after every update and before every checkpoint: nothing non-finite was saved.
         print(f"error: {error}", file=sys.stderr)
@@ -405,18 +399,16 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
             wandb_run.finish(exit_code=EXIT_NON_FINITE)
         sys.exit(EXIT_NON_FINITE)
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         env.close()
-    if callback.stop_signal is not None:
+    if stop.requested:
         path = callback.save_checkpoint()
         print(
             f"interrupted: checkpoint {path} at step {model.num_timesteps}; continue with resume={run_dir}",
             file=sys.stderr,
         )
         if wandb_run is not None:
-            wandb_run.finish(exit_code=128 + callback.stop_signal)
-        sys.exit(128 + callback.stop_signal)
+            wandb_run.finish(exit_code=stop.exit_code)
+        sys.exit(stop.exit_code)
     final = save_model(model, run_dir / FINAL_MODEL)
     elapsed = time.time() - started
     print(f"trained {model.num_timesteps} steps in {elapsed:.0f}s; final model {final}")

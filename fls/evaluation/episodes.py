@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from fls.evaluation.runner import acting_epsilon, run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.locks import hold, remove_orphans
 from fls.rundir import CONFIG_FILE, make_dirs
+from fls.runtime import StopSignals
 
 SUMMARY_LOCK = ".summary.lock"
 SUMMARY_WAIT_S = 600.0  # a summary takes seconds; waiting beats refusing the shard that completes the set
@@ -99,25 +101,30 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
         print(
             f"{game}: {len(indices)} episodes in this shard, {done_before} already recorded in {log.path}", flush=True
         )
+        stop = StopSignals("stopping after the episodes in play, keeping those finished")
         try:
-            run_episodes(
-                agent,
-                spec,
-                pending,
-                base_seed=ev["seed"],
-                streams=ev["num_envs"],
-                deterministic=bool(ev["deterministic"]),
-                epsilon=epsilon,
-                max_episode_steps=max_steps,
-                on_episode=log.append,
-            )
-        except KeyboardInterrupt:
+            with stop:
+                run_episodes(
+                    agent,
+                    spec,
+                    pending,
+                    base_seed=ev["seed"],
+                    streams=ev["num_envs"],
+                    deterministic=bool(ev["deterministic"]),
+                    epsilon=epsilon,
+                    max_episode_steps=max_steps,
+                    on_episode=log.append,
+                    should_stop=lambda: stop.requested,
+                )
+        except KeyboardInterrupt:  # a second signal
+            stop.signal = stop.signal or signal.SIGINT
+        if stop.requested:
             print(
                 f"interrupted with {len(log.episodes)}/{len(indices)} episodes recorded in {log.path}; "
                 "run the same command again to finish",
                 file=sys.stderr,
             )
-            sys.exit(130)
+            sys.exit(stop.exit_code)
     if ev["num_shards"] > 1:
         return merge(out_dir, cfg, required=False)
     # The file may hold more episodes than asked for (recorded for a larger eval.episodes): summarise the set asked.

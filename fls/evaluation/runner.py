@@ -156,12 +156,15 @@ def run_episodes(
     progress: bool = True,
     num_threads: int = 0,
     overlap: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> list[Episode]:
     """Play the episodes ``indices`` (episode i: game i // streams of stream i % streams, whose env is seeded
     base_seed + stream) and return their records in finishing order.
 
     ``epsilon``: the ε of a Q-learning agent (:func:`acting_epsilon`; None: greedy), ignored when ``deterministic``.
     ``on_episode`` is called as each episode ends (evaluation appends it to the records file there).
+    ``should_stop`` is asked before each step: once it answers True the episodes in play are dropped and the
+    episodes finished so far returned.
     ``overlap`` steps two groups of envs in turn so that inference on one overlaps stepping of the other; on a
     CPU, torch then uses one thread (the other cores are stepping games): small batches lose little from it,
     and torch's spinning thread pool no longer competes with the emulator threads.
@@ -238,7 +241,7 @@ def run_episodes(
             for group in groups:
                 group.begin()
             in_flight = [False] * len(groups)
-            while any(group.active for group in groups):
+            while any(group.active for group in groups) and not should_stop():
                 for g, group in enumerate(groups):
                     if in_flight[g]:
                         collect(group)
