@@ -267,3 +267,16 @@ def test_bad_model_configs_are_named(cfg: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=None) as info:
         extractor_kwargs(cfg)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("variant", ["sparse_fls", "dense_fls", "rs", "daqn"])
+def test_an_extractor_copies_after_a_forward_pass_with_gradients(variant: str, atari_obs: torch.Tensor) -> None:
+    """The stored attention maps are non-leaf tensors of the last pass's graph: a copy (faithfulness's randomised
+    networks, a user's target network) leaves them out instead of failing."""
+    extractor = policy_for(variant).features_extractor
+    extractor(atari_obs)  # with gradients: last_attention is part of a graph
+    assert extractor.last_attention[0].grad_fn is not None
+    clone = copy.deepcopy(extractor)
+    assert clone.last_attention is None and extractor.last_attention is not None
+    with torch.no_grad():
+        assert torch.equal(clone(atari_obs), extractor(atari_obs))

@@ -40,6 +40,13 @@ class FeatureExtractor(BaseFeaturesExtractor):
         super().__init__(observation_space, features_dim)
         self.last_attention: list[torch.Tensor] | None = None
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave out the maps of the latest forward pass: they belong to that pass's autograd
+        graph, which cannot be copied (``copy.deepcopy`` of a policy after a forward with gradients would fail)."""
+        state = super().__getstate__()
+        state["last_attention"] = None
+        return state
+
     @property
     def has_attention(self) -> bool:
         """Whether this extractor computes attention maps."""
