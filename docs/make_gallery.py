@@ -33,7 +33,8 @@ def main() -> None:
     import cv2
 
     loaded = load(evaluation_config(run=args.run, device="cpu"))
-    methods = {name: get_method(name) for name in METHODS}
+    # The tree is a drawing, not a map to overlay: it has its own figure (docs/make_tree_figure.py).
+    methods = {name: get_method(name) for name in METHODS if name != "tree"}
     steps = []
     play(
         loaded.agent.policy,
