@@ -14,6 +14,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# One torch thread in this process and every process it starts (set before any test module imports torch): the
+# test workers (pytest -n) already use every core, and torch's spinning thread pool slows everything down badly
+# when another process wants the same cores. The runs here are tiny; nothing measures speed.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def run_cli(script: str, *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
     """Run ``python <script> args...`` from the repo and return the CompletedProcess (text output)."""
