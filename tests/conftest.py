@@ -13,27 +13,26 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# One torch thread in this process and every process it starts (set before any test module imports torch): the
-# test workers (pytest -n) already use every core, and torch's spinning thread pool slows everything down badly
-# when another process wants the same cores. The runs here are tiny; nothing measures speed.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The environment of every process a test starts: one torch thread (the test workers of pytest -n already use
+# every core, and torch's spinning thread pool slows everything down badly when another process wants the same
+# cores; the runs here are tiny), W&B offline and quiet, no Hydra full tracebacks.
+CHILD_ENV = {
+    **{k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"},
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "OMP_NUM_THREADS": "1",
+}
 
 
 def run_cli(script: str, *args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None):
     """Run ``python <script> args...`` from the repo and return the CompletedProcess (text output)."""
-    # One torch thread: these runs are tiny, and torch's spinning thread pool slows them down badly whenever
-    # another process (or the emulator's threads) wants the same cores.
-    full_env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-    full_env.pop("HYDRA_FULL_ERROR", None)
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, str(ROOT / script), *args],
         cwd=cwd or ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=full_env,
+        env={**CHILD_ENV, **(env or {})},
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from fls.errors import ConfigError
 from fls.evaluation.records import FORMAT, Episode, EpisodeLog, read_records
-from tests.conftest import ROOT, evaluate_in_process, evaluate_refusal
+from tests.conftest import CHILD_ENV, ROOT, evaluate_in_process, evaluate_refusal
 
 FAST = ["eval.num_envs=3", "eval.max_episode_steps=250", "logger.wandb.mode=disabled"]
 
@@ -59,7 +59,7 @@ def test_interrupted_evaluation_resumes_to_exactly_the_same_episodes(cli, tiny_r
     evaluate_in_process(f"run={tiny_run}", "eval.episodes=16", *FAST, f"eval.out={reference}")
     out = tmp_path / "interrupted"
     args = [sys.executable, str(ROOT / "evaluate.py"), f"run={tiny_run}", "eval.episodes=16", *FAST, f"eval.out={out}"]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
     deadline = time.time() + 300
     while time.time() < deadline:
         path = out / "episodes.jsonl"

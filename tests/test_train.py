@@ -15,7 +15,7 @@ import torch
 from fls.ppo import AttentionPPO
 from fls.rundir import checkpoints
 from fls.train import same_setting
-from tests.conftest import ROOT
+from tests.conftest import CHILD_ENV, ROOT
 
 # 2 envs x 64 steps = 128 agent steps per update; 2 minibatches of 64.
 TINY = ["env=Breakout", "env.num_envs=2", "ppo.n_steps=64", "ppo.batch_size=64", "logger.tensorboard=true"]
@@ -102,7 +102,7 @@ def test_interrupted_run_resumes_without_losing_or_repeating_updates(tmp_path, h
         "after_training.eval_num_envs=2",
         f"hydra.run.dir={run_dir}",
     ]
-    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
     _wait_for(run_dir / "checkpoints", "step_000000000256.zip")
     process.send_signal(how)
     _, stderr = process.communicate(timeout=120)
@@ -121,6 +121,7 @@ def test_interrupted_run_resumes_without_losing_or_repeating_updates(tmp_path, h
         capture_output=True,
         text=True,
         timeout=600,
+        env=CHILD_ENV,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     model = AttentionPPO.load(run_dir / "final_model.zip", device="cpu")

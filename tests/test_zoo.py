@@ -19,7 +19,7 @@ from fls.evaluation.agent import load_agent, resolve_checkpoint, run_game, saved
 from fls.evaluation.records import read_records
 from fls.evaluation.runner import acting_epsilon, choose_actions, episode_rng
 from fls.evaluation.zoo import PythonTag, read_zoo_folder, read_zoo_yaml, zoo_checkpoint
-from tests.conftest import built_once, evaluate_in_process, evaluate_refusal
+from tests.conftest import CHILD_ENV, built_once, evaluate_in_process, evaluate_refusal
 
 ENV_ID = "BreakoutNoFrameskip-v4"
 QUIET = "logger.wandb.mode=disabled"
@@ -265,7 +265,7 @@ def zoo_logs(tmp_path_factory) -> Path:
         lines = ["import sys", "from rl_zoo3.train import train", f"for args in {runs!r}:"]
         script = "\n".join([*lines, "    sys.argv = ['train', *args]", "    train()"])
         command = [sys.executable, "-c", script]
-        result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900)
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=900, env=CHILD_ENV)
         assert result.returncode == 0, result.stderr[-3000:]
         for algo in ZOO_RUNS:
             assert (root / "logs" / algo / f"{ENV_ID}_1" / f"{ENV_ID}.zip").is_file(), algo
