@@ -247,8 +247,23 @@ def check_command_line(args: list[str], config_name: str) -> None:
         sys.exit(0)
     try:
         check_override_values(args, config_name)
+        check_wandb_environment()
     except ConfigError as error:
         fail(str(error))
+
+
+# what wandb itself accepts in WANDB_MODE; anything else makes wandb.init raise a validation error mid-run
+WANDB_ENV_MODES = ("online", "offline", "disabled", "shared", "dryrun", "run")
+
+
+def check_wandb_environment() -> None:
+    """Refuse a ``WANDB_MODE`` environment variable that wandb would reject only once the run folder exists."""
+    mode = os.environ.get("WANDB_MODE")
+    if mode is not None and mode not in WANDB_ENV_MODES:
+        raise ConfigError(
+            f"environment variable WANDB_MODE={mode!r} is not a W&B mode: unset it or set one of "
+            f"{', '.join(WANDB_ENV_MODES[:3])} (logger.wandb.mode chooses per command)"
+        )
 
 
 def _one_line(error: Exception) -> str:

@@ -90,6 +90,21 @@ def test_bad_input_is_one_line_and_non_zero(cli, args, message, tmp_path) -> Non
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
 
 
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
+def test_a_bad_wandb_mode_in_the_environment_is_refused_before_anything_exists(cli, script, tmp_path) -> None:
+    # wandb validates WANDB_MODE only inside wandb.init, after the run folder was made: refuse it up front
+    run_dir = tmp_path / "run"
+    args = ["dry_run=false", f"hydra.run.dir={run_dir}"] if script == "train.py" else [f"run={tmp_path}"]
+    result = cli(script, *args, env={"WANDB_MODE": ""})
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line == (
+        "error: environment variable WANDB_MODE='' is not a W&B mode: unset it or set one of online, offline, "
+        "disabled (logger.wandb.mode chooses per command)"
+    )
+    assert not run_dir.exists()
+
+
 def test_train_help_lists_groups_choices_and_keys(cli) -> None:
     result = cli("train.py", "--help")
     assert result.returncode == 0, result.stderr
