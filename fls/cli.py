@@ -266,6 +266,21 @@ def check_wandb_environment() -> None:
         )
 
 
+def check_launcher(target: str) -> None:
+    """Refuse the SLURM launcher where there is no SLURM, before the sweep folder exists (submitit would raise a
+    RuntimeError traceback once the sweep has started)."""
+    import shutil
+
+    if target.endswith("SlurmLauncher"):
+        missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+        if missing:
+            fail(
+                f"hydra/launcher=slurm needs a SLURM cluster, but {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not on PATH here; "
+                "hydra/launcher=submitit_local or local_parallel runs the same jobs on this machine"
+            )
+
+
 def _one_line(error: Exception) -> str:
     """OmegaConf's messages end with full_key/object_type lines: keep the first line and the key."""
     first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -312,6 +327,7 @@ class SchemaCheck(_HydraCallback):  # type: ignore[misc,valid-type]
         from omegaconf import OmegaConf
 
         check_composed(config)
+        check_launcher(str(OmegaConf.select(config, "hydra.launcher._target_", default="") or ""))
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
         if OmegaConf.is_dict(params):
             try:

@@ -250,7 +250,7 @@ class GazeConfig:
     other_frames: int = key("frames whose fixations give shuffled-AUC negatives", ge=1)
     seed: int = key("seed of the shuffled-AUC sampling", ge=0, le=MAX_SEED)
     kl_eps: float = key("KL's epsilon (0: exact KL, frames with Q=0 under P>0 dropped)", ge=0)
-    out: str | None = key("null: <run>/gaze/<game>/")
+    out: str | None = key("null: <run>/gaze/<checkpoint>_<game>_<methods>/")
 
 
 @dataclass

@@ -105,6 +105,18 @@ def test_a_bad_wandb_mode_in_the_environment_is_refused_before_anything_exists(c
     assert not run_dir.exists()
 
 
+def test_the_slurm_launcher_without_slurm_is_refused_before_the_sweep_folder_exists(cli, tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    result = cli("train.py", "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={sweep}", "seed=1,2", env={"PATH": "/bin"})
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line == (
+        "error: hydra/launcher=slurm needs a SLURM cluster, but sbatch and srun are not on PATH here; "
+        "hydra/launcher=submitit_local or local_parallel runs the same jobs on this machine"
+    )
+    assert not sweep.exists()
+
+
 def test_train_help_lists_groups_choices_and_keys(cli) -> None:
     result = cli("train.py", "--help")
     assert result.returncode == 0, result.stderr

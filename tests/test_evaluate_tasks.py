@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
 
-from tests.conftest import evaluate_refusal
+from tests.conftest import evaluate_in_process, evaluate_refusal
 from tests.test_gaze import make_trial
 
 METHODS = "saliency=[attention,gradcam,fullgrad++,perturbation]"
@@ -92,6 +93,26 @@ def test_bad_saliency_input(tiny_run, args, message, tmp_path) -> None:
 def test_attention_on_a_model_without_attention_is_refused(sb3_agent) -> None:
     refusal = evaluate_refusal(f"checkpoint={sb3_agent}", "env=Breakout", "saliency=[attention]", "video=true")
     assert "attention" in refusal and "sparse_fls" in refusal, refusal
+
+
+def test_gaze_results_are_named_by_what_they_score_and_never_replaced_by_others(tiny_run, tmp_path) -> None:
+    """Another set of methods gets its own folder; other settings into a folder holding results are refused."""
+    make_trial(tmp_path / "atari_head")
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run", ignore=shutil.ignore_patterns("eval", "gaze", "wandb")))
+    common = (f"run={run}", "task=gaze", f"gaze.data={tmp_path / 'atari_head'}", "gaze.splits=2", QUIET)
+    evaluate_in_process(*common, "saliency=[attention]")
+    first = run / "gaze" / "final_model_Breakout_attention"
+    settings = json.loads((first / "summary.json").read_text())["settings"]
+    assert settings["methods"] == ["attention"] and settings["kl_eps"] == 0.0 and settings["digest"]
+    evaluate_in_process(*common, "saliency=[gradcam]")
+    evaluate_in_process(*common, "saliency=[attention]")  # the same scoring again: the same numbers, accepted
+    assert sorted(p.name for p in (run / "gaze").iterdir()) == [first.name, "final_model_Breakout_gradcam"]
+    refusal = evaluate_refusal(*common, "saliency=[attention]", "gaze.kl_eps=1e-7")
+    assert refusal == (
+        f"{first} already holds gaze results with kl_eps=0.0, not 1e-07; give gaze.out=<another folder> to "
+        f"keep both, or delete {first} to replace them"
+    )
+    assert json.loads((first / "summary.json").read_text())["settings"] == settings
 
 
 @pytest.mark.slow  # tests/test_gaze.py scores a synthetic trial in-process, fast

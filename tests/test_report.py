@@ -87,14 +87,40 @@ def fake_run(
                 lines.append(json.dumps({**episode, "truncated": False, "digest": "d"}))
             (out / name).write_text("\n".join(lines) + "\n")
     if gaze is not None:
-        out = path / "gaze" / game
-        out.mkdir(parents=True)
-        summary = {"checkpoint": "x", "game": game, "trials": ["t"], "gaze/skipped_inputs": 0.0}
-        for method, metrics in gaze.items():
-            for metric, value in metrics.items():
-                summary[f"gaze/{game}/{method}/{metric}"] = value
-        (out / "summary.json").write_text(json.dumps(summary))
+        write_gaze(path, game, gaze)
     return path
+
+
+GAZE_SETTINGS = {
+    "target": "action",
+    "gradcam_rectified": False,
+    "layer": None,
+    "max_frames": None,
+    "splits": 100,
+    "other_frames": 10,
+    "seed": 0,
+    "kl_eps": 0.0,
+}
+
+
+def write_gaze(
+    run: Path, game: str, gaze: dict[str, dict[str, float]], checkpoint: str = "final_model", **settings: object
+) -> Path:
+    """A gaze summary.json as task=gaze writes it, in its default folder."""
+    out = run / "gaze" / f"{checkpoint}_{game}_{'-'.join(gaze)}"
+    out.mkdir(parents=True)
+    recorded = {"checkpoint": checkpoint, "digest": "d", "game": game, "trials": ["t"], "methods": list(gaze)}
+    summary = {
+        "checkpoint": str(run / f"{checkpoint}.zip"),
+        "game": game,
+        "settings": {**recorded, **GAZE_SETTINGS, **settings},
+        "gaze/skipped_inputs": 0.0,
+    }
+    for method, metrics in gaze.items():
+        for metric, value in metrics.items():
+            summary[f"gaze/{game}/{method}/{metric}"] = value
+    (out / "summary.json").write_text(json.dumps(summary))
+    return out
 
 
 def check_images(png: Path, svg: Path) -> None:
@@ -259,6 +285,33 @@ def test_table_3_plus_minus_is_the_pooled_episode_std(tmp_path) -> None:
         table = files["scores_md"].read_text()
         assert f"| Breakout | 54.0 ± {np.sqrt(2024.0):.1f} | {seed_std:.1f} |" in table
         assert "2 seeds × 2–3 episodes per seed" in table and f"(ddof {ddof})" in table
+
+
+def test_table_4_reads_the_evaluated_checkpoint_and_says_what_it_left_out(tmp_path) -> None:
+    """Gaze results of another checkpoint stay out of Table 4; KL's dropped frames and disagreeing results of one
+    method, and seeds scored with other settings, are named rather than averaged in silently."""
+    attention = {"nss": 1.0, "kl": 4.0, "sauc": 0.6, "cc": 0.3, "frames": 10.0, "kl_dropped_frames": 2.0}
+    first = fake_run(tmp_path / "s" / "0", seed=1, scores=[1.0], gaze={"attention": attention})
+    write_gaze(first, "Breakout", {"attention": {**attention, "nss": 9.0}}, checkpoint="step_000000001024")
+    second = fake_run(tmp_path / "s" / "1", seed=9, scores=[1.0])
+    write_gaze(second, "Breakout", {"attention": {**attention, "nss": 2.0, "kl_dropped_frames": 1.0}})
+    runs, _ = find_runs(str(tmp_path / "s"))
+    report = build_report(runs, title="t")
+    (row,) = report.saliency
+    assert row["nss"] == pytest.approx(1.5) and row["kl_dropped_frames"] == 3 and row["frames"] == 20
+    table = write_report(report, tmp_path / "r1")["saliency_md"].read_text()
+    assert "| 4.000 ± 0.000 (without 3 frames) |" in table and "left out of its mean" in table
+    assert report.notes == []
+
+    # the same method again in another folder of the same checkpoint, scored with another KL
+    write_gaze(second, "Breakout", {"attention": {**attention, "kl": 9.5}, "gradcam": attention}, kl_eps=1e-7)
+    report = build_report(find_runs(str(tmp_path / "s"))[0], title="t")
+    conflict, mixed = report.notes
+    assert "1: gaze results for Breakout attention differ between final_model_Breakout_attention and" in conflict
+    assert "the table uses final_model_Breakout_attention" in conflict
+    assert "scored with different settings" in mixed and '"kl_eps": 1e-07' in mixed
+    rows = {r["method"]: r for r in report.saliency}
+    assert rows["attention"]["kl"] == pytest.approx(4.0) and rows["gradcam"]["seeds"] == 1
 
 
 def test_labels_carry_lambda_only_when_it_tells_something(tmp_path) -> None:

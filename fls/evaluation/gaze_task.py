@@ -30,13 +30,67 @@ def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
     trials = list_trials(Path(str(g.data)).expanduser(), game)
     methods = saliency_methods(cfg, loaded)
     target = saliency_target(cfg)
-    out = make_dirs(output_dir(g.out, loaded, "gaze") if g.out else output_dir(None, loaded, "gaze") / game)
+    settings = gaze_settings(cfg, loaded, game, [t.name for t in trials], list(methods))
+    folder = output_dir(g.out, loaded, "gaze") if g.out else output_dir(None, loaded, "gaze") / gaze_folder(settings)
+    out = make_dirs(folder)
     with hold(out / LOCK_FILE, f"gaze results in {out}"):  # one writer per results folder
         remove_orphans(out)
-        return _score_and_write(cfg, loaded, trials, methods, target, out)
+        check_same_settings(out, settings)
+        return _score_and_write(cfg, loaded, trials, methods, target, out, settings)
 
 
-def _score_and_write(cfg: DictConfig, loaded: Loaded, trials: list, methods: dict, target: Any, out: Path) -> Path:
+def gaze_settings(cfg: DictConfig, loaded: Loaded, game: str, trials: list[str], methods: list[str]) -> dict[str, Any]:
+    """Everything the numbers of a gaze result depend on, kept in its summary.json: the model (file name and
+    digest), the data (game, trials) and every setting of the scoring."""
+    g = cfg.gaze
+    return {
+        "checkpoint": loaded.checkpoint.stem,
+        "digest": loaded.agent.digest,
+        "game": game,
+        "trials": trials,
+        "methods": methods,
+        "target": cfg.saliency.target,
+        "gradcam_rectified": bool(cfg.saliency.get("gradcam_rectified", False)),
+        "layer": cfg.saliency.layer,
+        "max_frames": None if g.max_frames is None else int(g.max_frames),
+        "splits": int(g.splits),
+        "other_frames": int(g.other_frames),
+        "seed": int(g.seed),
+        "kl_eps": float(g.kl_eps),
+    }
+
+
+def gaze_folder(settings: dict[str, Any]) -> str:
+    """The default folder below <run>/gaze/, named by what it scores so that another checkpoint, game or set of
+    methods never replaces it: ``final_model_Breakout_attention-gradcam``."""
+    return f"{settings['checkpoint']}_{settings['game']}_{'-'.join(settings['methods'])}"
+
+
+def check_same_settings(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to replace results in ``out`` made from another model, other data or other settings."""
+    path = out / "summary.json"
+    if not path.is_file():
+        return
+    try:
+        earlier = json.loads(path.read_text()).get("settings")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        earlier = None
+    if earlier == settings:
+        return  # the same computation again: it gives the same numbers
+    if not isinstance(earlier, dict):
+        differs = "results of an unknown set-up"
+    else:
+        key = next(k for k in settings if earlier.get(k) != settings[k])
+        differs = f"results with {key}={earlier.get(key)!r}, not {settings[key]!r}"
+    raise ConfigError(
+        f"{out} already holds gaze {differs}; give gaze.out=<another folder> to keep both, "
+        f"or delete {out} to replace them"
+    )
+
+
+def _score_and_write(
+    cfg: DictConfig, loaded: Loaded, trials: list, methods: dict, target: Any, out: Path, settings: dict[str, Any]
+) -> Path:
     from fls.gaze import score_trials
 
     g = cfg.gaze
@@ -62,7 +116,7 @@ def _score_and_write(cfg: DictConfig, loaded: Loaded, trials: list, methods: dic
     results.write_csv(out / "frames.csv")
     results.write_markdown(out / "summary.md")
     summary = results.summary()
-    record = {"checkpoint": str(loaded.checkpoint), "game": game, "trials": [t.name for t in trials], **summary}
+    record = {"checkpoint": str(loaded.checkpoint), "game": game, "settings": settings, **summary}
     atomic_write_text(out / "summary.json", json.dumps(record, indent=2) + "\n")
     print(results.to_markdown())
     print(f"per-frame metrics and summary in {out}")
@@ -76,7 +130,7 @@ def _score_and_write(cfg: DictConfig, loaded: Loaded, trials: list, methods: dic
             mode=str(cfg.logger.wandb.mode),
             project=str(cfg.logger.wandb.project),
             name=f"gaze-{game}-{loaded.checkpoint.stem}",
-            config={"checkpoint": str(loaded.checkpoint), "methods": list(methods)},
+            config=settings,
             tags=[f"env:{game}", "gaze"],
             job_type="gaze",
         )

@@ -330,20 +330,61 @@ def read_evaluation(run_dir: Path, checkpoint: str | None = None) -> Evaluation 
     return Evaluation(directory, header, [episodes[i] for i in sorted(episodes)])
 
 
-def read_gaze(run_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """Per (game, method), the gaze metrics of ``<run>/gaze/*/summary.json``: ``nss``, ``kl``, ``sauc``, ``cc``
-    (means over frames), their ``*_std`` and ``frames``."""
-    out: dict[tuple[str, str], dict[str, float]] = {}
+# what a gaze result's numbers depend on besides the model, the game and the method (gaze_task.gaze_settings)
+GAZE_SETTING_KEYS = ("target", "gradcam_rectified", "layer", "max_frames", "splits", "other_frames", "seed", "kl_eps")
+
+
+@dataclass
+class RunGaze:
+    """A run's gaze results for one checkpoint: per (game, method) ``nss``, ``kl``, ``sauc``, ``cc`` (means over
+    frames), their ``*_std``, ``frames`` and ``kl_dropped_frames``; the scoring settings they were made with
+    (None for results written before settings were recorded); and notes on what was left out or disagrees."""
+
+    metrics: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    settings: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def read_run_gaze(run_dir: Path, checkpoint: str | None = None) -> RunGaze:
+    """The gaze results (``<run>/gaze/*/summary.json``) of ``checkpoint`` (None: :func:`evaluated_checkpoint`,
+    else final_model). Results of other checkpoints are left out; one (game, method) found in two folders with
+    different numbers is reported in ``notes`` (the table keeps the first folder's, in name order)."""
+    stem = checkpoint or evaluated_checkpoint(run_dir) or Path(FINAL_MODEL).stem
+    found = RunGaze()
+    source: dict[tuple[str, str], Path] = {}
     for path in sorted((run_dir / "gaze").glob("*/summary.json")):
         try:
             summary = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
+        if not isinstance(summary, dict) or Path(str(summary.get("checkpoint", ""))).stem != stem:
+            continue
+        settings = summary.get("settings")
+        folder_metrics: dict[tuple[str, str], dict[str, float]] = {}
         for key, value in summary.items():
             parts = key.split("/")
             if len(parts) < 4 or parts[0] != "gaze" or not isinstance(value, (int, float)):
                 continue
             game, method, metric = parts[1], "/".join(parts[2:-1]), parts[-1]
-            if metric in GAZE_METRICS or metric.removesuffix("_std") in GAZE_METRICS or metric == "frames":
-                out.setdefault((game, method), {})[metric] = float(value)
-    return out
+            wanted = (*GAZE_METRICS, *(f"{m}_std" for m in GAZE_METRICS), "frames", "kl_dropped_frames")
+            if metric in wanted:
+                folder_metrics.setdefault((game, method), {})[metric] = float(value)
+        for key, metrics in folder_metrics.items():
+            if key not in found.metrics:
+                found.metrics[key], source[key] = metrics, path.parent
+                known = isinstance(settings, dict)
+                found.settings[key] = {k: settings.get(k) for k in GAZE_SETTING_KEYS} if known else None
+            elif _differ(found.metrics[key], metrics):
+                found.notes.append(
+                    f"{run_dir.name}: gaze results for {key[0]} {key[1]} differ between {source[key].name} and "
+                    f"{path.parent.name} (other settings); the table uses {source[key].name}"
+                )
+    return found
+
+
+def _differ(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two sets of gaze numbers differ (NaN equals NaN: both undefined)."""
+    nan = math.nan
+    return any(
+        a.get(k, nan) != b.get(k, nan) and not (math.isnan(a.get(k, nan)) and math.isnan(b.get(k, nan))) for k in a | b
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,7 +27,7 @@ from fls.evaluation.report_runs import (
     ordered_games,
     read_curve,
     read_evaluation,
-    read_gaze,
+    read_run_gaze,
 )
 from fls.rundir import FINAL_MODEL
 
@@ -62,6 +63,7 @@ def build_report(
     gaze: dict[tuple[str, str, str], list[tuple[Run, dict[str, float]]]] = {}
     raw_curves: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
     notes: list[str] = []
+    gaze_settings: dict[str, list[str]] = {}  # the scoring settings of the gaze results -> the runs using them
     for run in runs:
         missing = []
         stem = checkpoint or evaluated_checkpoint(run.path)
@@ -74,11 +76,13 @@ def build_report(
             missing.append(f"complete evaluation of {stem} ({len(evaluation.episodes)}/{evaluation.expected} episodes)")
         else:
             evaluations.setdefault((run.game, run.label), []).append((run, evaluation))
-        run_gaze = read_gaze(run.path)
-        if not run_gaze:
-            missing.append("gaze results")
-        for (game, method), metrics in run_gaze.items():
+        run_gaze = read_run_gaze(run.path, stem)
+        if not run_gaze.metrics:
+            missing.append(f"gaze results of {stem or 'final_model'}")
+        notes += run_gaze.notes
+        for (game, method), metrics in run_gaze.metrics.items():
             gaze.setdefault((game, run.label, method), []).append((run, metrics))
+            gaze_settings.setdefault(json.dumps(run_gaze.settings[(game, method)], sort_keys=True), []).append(run.name)
         curve = read_curve(run.path, curve_key)
         if curve is None:
             missing.append(f"reward curve (no {curve_key} in progress.csv)")
@@ -96,7 +100,7 @@ def build_report(
                 "checkpoint": stem or "",
                 "episodes": len(evaluation.episodes) if evaluation else 0,
                 "score_mean": evaluation.mean if evaluation and evaluation.complete else math.nan,
-                "gaze_games": ",".join(sorted({g for g, _ in run_gaze})),
+                "gaze_games": ",".join(sorted({g for g, _ in run_gaze.metrics})),
                 "curve_points": 0 if curve is None else len(curve[0]),
                 "missing": "; ".join(missing),
             }
@@ -136,6 +140,9 @@ def build_report(
                 }
             )
 
+    if len(gaze_settings) > 1:
+        kinds = "; ".join(f"{settings} in {', '.join(sorted(set(names)))}" for settings, names in gaze_settings.items())
+        notes.append(f"the gaze results were scored with different settings, so their rows do not compare: {kinds}")
     saliency = []
     gaze_games = sorted({g for g, _, _ in gaze}, key=game_order)
     for game in gaze_games:
@@ -151,6 +158,7 @@ def build_report(
                     "method": method,
                     "seeds": len(cell),
                     "frames": int(sum(m.get("frames", 0) for _, m in cell)),
+                    "kl_dropped_frames": int(sum(m.get("kl_dropped_frames", 0) for _, m in cell)),
                 }
                 for metric in GAZE_METRICS:
                     values = [m.get(metric, math.nan) for _, m in cell]
@@ -207,6 +215,7 @@ SALIENCY_COLUMNS = (
     "method",
     "seeds",
     "frames",
+    "kl_dropped_frames",
     *(f"{m}{suffix}" for m in GAZE_METRICS for suffix in ("", "_std", "_frame_std")),
 )
 STATUS_COLUMNS = (
@@ -281,8 +290,12 @@ def saliency_markdown(report: Report) -> str:
         "| Game | Model | Method | " + " | ".join(_GAZE_LABELS[m] for m in GAZE_METRICS) + " | Seeds | Frames |",
         "|---|---|---|" + "---:|" * (len(GAZE_METRICS) + 2),
     ]
+    dropped = False
     for row in report.saliency:
         cells = ["n/a" if not math.isfinite(row[m]) else f"{row[m]:.3f} ± {row[f'{m}_std']:.3f}" for m in GAZE_METRICS]
+        if row["kl_dropped_frames"]:
+            cells[GAZE_METRICS.index("kl")] += f" (without {row['kl_dropped_frames']} frames)"
+            dropped = True
         lines.append(
             f"| {row['game']} | {row['label']} | {row['method']} | "
             + " | ".join(cells)
@@ -294,6 +307,12 @@ def saliency_markdown(report: Report) -> str:
         f"over seeds ± std across seeds (ddof {report.ddof}). Frames: summed over seeds. "
         "Per-frame stds are in saliency.csv.",
     ]
+    if dropped:
+        lines += [
+            "",
+            "KL is the exact KL(P‖Q), undefined (infinite) on frames where the map is 0 at a pixel the blurred "
+            "fixations cover; such frames are left out of its mean, and a cell says how many (summed over seeds).",
+        ]
     return "\n".join(lines) + "\n"
 
 
