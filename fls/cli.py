@@ -335,6 +335,19 @@ class SchemaCheck(_HydraCallback):  # type: ignore[misc,valid-type]
             except ConfigError as error:
                 fail(f"hydra.sweeper.params: {error}")
 
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        """A multirun of dry runs leaves nothing behind: Hydra's multirun.yaml and the folders made for it go."""
+        from omegaconf import OmegaConf
+
+        if OmegaConf.select(config, "dry_run", default=False) is not True:
+            return
+        sweep = Path(str(config.hydra.sweep.dir)).resolve()
+        (sweep / "multirun.yaml").unlink(missing_ok=True)
+        for folder in (sweep, *sweep.parents[:2]):  # <sweep dir>, then <date>/ and multirun/ when left empty
+            if folder == Path.cwd() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         from omegaconf import OmegaConf
 

@@ -54,6 +54,14 @@ def test_dry_run_command(cli, args, tmp_path) -> None:
     assert re.fullmatch(r"params: \d+", last), last
 
 
+@pytest.mark.slow
+def test_a_multirun_of_dry_runs_leaves_nothing_behind(cli, tmp_path) -> None:
+    result = cli("train.py", "-m", "model=nature_cnn,daqn", "dry_run=true", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(re.findall(r"^params: \d+$", result.stdout, flags=re.M)) == 2
+    assert list(tmp_path.iterdir()) == []  # not even Hydra's multirun/<date>/<time>/multirun.yaml
+
+
 BAD = [
     (["model=resnet"], "unknown model 'resnet' (valid: daqn, dense_fls, maxpool_cnn, nature_cnn, rs, sparse_fls)"),
     (["env=Tetris"], "unknown env 'Tetris' (valid: BeamRider, Breakout"),
