@@ -316,6 +316,16 @@ def test_video_with_a_tree_panel(tmp_path: Path) -> None:
     assert np.abs(tree_panel - raw_panel).sum() > 0  # the tree is drawn over the frame
 
 
+def test_the_tree_options_reach_a_video_s_tree_panel(tiny_run: Path) -> None:
+    from fls.evaluation.loading import load
+    from fls.evaluation.video_task import saliency_methods
+    from tests.conftest import compose_config
+
+    cfg = compose_config("evaluate", [f"run={tiny_run}", "saliency=[tree]", "tree.n=2", "tree.depth=1", "video=true"])
+    (method,) = saliency_methods(cfg, load(cfg)).values()
+    assert (method.n, method.depth, method.min_separation) == (2, 1, 2)
+
+
 # --- the command line ------------------------------------------------------------------------------------------------
 
 

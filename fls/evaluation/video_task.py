@@ -34,6 +34,9 @@ def saliency_methods(cfg: DictConfig, loaded: Loaded) -> dict[str, SaliencyMetho
         options = {"layer": cfg.saliency.layer} if cfg.saliency.layer and name in ("gradcam", "gradcam++") else {}
         if rectified and name in ("gradcam", "gradcam++"):
             options["rectified"] = True
+        if name == "tree":  # a video's tree panel (and a gaze score of trees) grows trees as task=tree does
+            tree = cfg.get("tree") or {}
+            options.update({k: tree[k] for k in ("n", "depth", "min_separation") if k in tree})
         method = get_method(str(name), **options)
         method.check(loaded.agent.policy)
         methods[str(name)] = method
