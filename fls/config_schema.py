@@ -305,7 +305,7 @@ class FaithfulnessConfig:
     sanity: bool = key("cascading-randomisation sanity checks")
     sanity_frames: int | None = key("frames used by the sanity checks (null: all)", ge=1)
     seed: int = key("frame draws, random order, tie breaking, randomised weights", ge=0, le=MAX_SEED)
-    out: str | None = key("null: <run>/eval/<checkpoint name>/faithfulness/")
+    out: str | None = key("null: <run>/eval/<checkpoint name>/faithfulness/<methods>_<baseline>/")
 
 
 @dataclass

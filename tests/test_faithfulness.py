@@ -281,12 +281,19 @@ def test_frames_are_drawn_from_the_evaluation_games() -> None:
 # The report section
 
 
-def _summary(deletion: float, insertion: float, rho: float) -> dict:
+def _summary(deletion: float, insertion: float, rho: float, baseline: str = "blur") -> dict:
     results = {
         "attention": {"kind": "method", "frames": 8, "deletion_auc": deletion, "insertion_auc": insertion},
         "random": {"kind": "baseline", "frames": 8, "deletion_auc": 0.5, "insertion_auc": 0.5},
     }
-    return {"results": results, "sanity": {"attention": {FULL: {"spearman": rho, "ssim": 0.9}}}}
+    sanity = {"attention": {FULL: {"spearman": rho, "ssim": 0.9}}}
+    return {"baseline": baseline, "results": results, "sanity": sanity}
+
+
+def _write_summary(run: Path, folder: str, summary: dict) -> None:
+    out = run / "eval" / "final_model" / "faithfulness" / folder
+    out.mkdir(parents=True)
+    (out / "summary.json").write_text(json.dumps(summary))
 
 
 def test_report_collects_faithfulness_by_model_and_method(tmp_path) -> None:
@@ -299,14 +306,15 @@ def test_report_collects_faithfulness_by_model_and_method(tmp_path) -> None:
     sweep = tmp_path / "sweep"
     for seed, (d, i, rho) in zip((1, 9), ((0.2, 0.6, 0.1), (0.4, 0.8, 0.3)), strict=True):
         run = fake_run(sweep / str(seed), model="sparse_fls", seed=seed, scores=[1.0])
-        out = run / "eval" / "final_model" / "faithfulness"
-        out.mkdir(parents=True)
-        (out / "summary.json").write_text(json.dumps(_summary(d, i, rho)))
+        _write_summary(run, "attention_blur", _summary(d, i, rho))
     fake_run(sweep / "nofaith", model="nature_cnn", seed=1, scores=[1.0])
     runs, _ = find_runs(sweep)
     report = build_report(runs, title="t")
     rows = faithfulness_rows(report)
-    assert [(r["label"], r["method"]) for r in rows] == [("sparse_fls", "attention"), ("sparse_fls", "random")]
+    assert [(r["label"], r["baseline"], r["method"]) for r in rows] == [
+        ("sparse_fls", "blur", "attention"),
+        ("sparse_fls", "blur", "random"),
+    ]
     attention = rows[0]
     assert attention["seeds"] == 2 and attention["frames"] == 16
     assert attention["deletion_auc"] == pytest.approx(0.3) and attention["deletion_auc_std"] == pytest.approx(0.1)
@@ -315,10 +323,25 @@ def test_report_collects_faithfulness_by_model_and_method(tmp_path) -> None:
     files.update(add_faithfulness(report, tmp_path / "report", files["report_md"]))
     text = files["report_md"].read_text()
     assert "## Faithfulness of the saliency methods" in text
-    assert "| Breakout | sparse_fls | attention | 0.300 ± 0.100 | 0.700 ± 0.100 | 0.200 ± 0.100 | 2 | 16 |" in text
+    assert (
+        "| Breakout | sparse_fls | blur | attention | 0.300 ± 0.100 | 0.700 ± 0.100 | 0.200 ± 0.100 | 2 | 16 |" in text
+    )
     assert "*random order*" in text
     with open(files["faithfulness_csv"]) as handle:
         assert len(list(csv.DictReader(handle))) == 2
+
+    # another baseline is a row of its own; one method scored twice with different numbers is named, counted once
+    _write_summary(sweep / "1", "attention_mean", _summary(0.25, 0.75, 0.1, baseline="mean"))
+    _write_summary(sweep / "9", "attention-gradient_blur", _summary(0.9, 0.9, 0.9))
+    notes: list[str] = []
+    rows = faithfulness_rows(build_report(find_runs(sweep)[0], title="t"), notes)
+    by = {(r["baseline"], r["method"]): r for r in rows}
+    assert by[("mean", "attention")]["seeds"] == 1 and by[("mean", "attention")]["deletion_auc"] == 0.25
+    assert by[("blur", "attention")]["seeds"] == 2 and by[("blur", "attention")]["deletion_auc"] == pytest.approx(0.55)
+    assert notes == [
+        "9: faithfulness of attention (blur baseline) differs between attention-gradient_blur and attention_blur "
+        "(other settings); the table uses attention-gradient_blur"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -344,7 +367,7 @@ def test_faithfulness_cli_end_to_end(cli, tiny_run, tmp_path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "6 frames × 4 orders (attention, gradient, random, center_prior) × 2 curves × 5 steps = 240" in result.stdout
-    out = run / "eval" / "final_model" / "faithfulness"
+    out = run / "eval" / "final_model" / "faithfulness" / "attention-gradient_blur"
     for name in ("faithfulness.csv", "curves.csv", "sanity.csv", "faithfulness.md", "summary.json"):
         assert (out / name).is_file(), name
     for name in ("deletion.png", "insertion.png", "sanity.png"):
@@ -369,7 +392,17 @@ def test_faithfulness_cli_end_to_end(cli, tiny_run, tmp_path) -> None:
         f"hydra.run.dir={tmp_path / 'hydra'}",
     )
     assert report.returncode == 0, report.stderr[-3000:]
-    assert "| Breakout | sparse_fls | attention |" in (tmp_path / "report" / "faithfulness.md").read_text()
+    assert "| Breakout | sparse_fls | blur | attention |" in (tmp_path / "report" / "faithfulness.md").read_text()
+
+    # the same methods and baseline with another frame count would replace these results: refused, nothing changed
+    from tests.conftest import evaluate_refusal
+
+    before = (out / "summary.json").read_text()
+    refusal = evaluate_refusal(
+        "task=faithfulness", f"run={run}", "saliency=[attention,gradient]", "faithfulness.frames=5"
+    )
+    assert refusal.startswith(f"{out} already holds faithfulness results with frames=6, not 5; give ")
+    assert (out / "summary.json").read_text() == before
 
     bad = cli(
         "evaluate.py",

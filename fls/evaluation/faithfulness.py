@@ -43,7 +43,8 @@ from tqdm import tqdm
 from fls.errors import ConfigError
 from fls.evaluation.report_tables import csv_text
 from fls.gaze.baselines import CENTER_PRIOR, RANDOM, center_prior
-from fls.rundir import atomic_path, atomic_write_text
+from fls.locks import LOCK_FILE, hold, remove_orphans
+from fls.rundir import atomic_path, atomic_write_text, make_dirs
 
 if TYPE_CHECKING:
     from fls.evaluation.agent import Agent
@@ -569,7 +570,6 @@ def faithfulness_task(cfg: DictConfig, loaded: Loaded) -> Path:
     """evaluate.py task=faithfulness: draw frames, score every method and baseline, run the sanity checks, write
     the CSVs, markdown, figures and summary.json, log them to W&B, print the table."""
     from fls.evaluation.episodes import check_seeds, evaluation_dir
-    from fls.evaluation.sanity import cascading_randomisation, randomisation_groups
     from fls.evaluation.video_task import saliency_methods
 
     s = _settings(cfg)
@@ -590,7 +590,68 @@ def faithfulness_task(cfg: DictConfig, loaded: Loaded) -> Path:
         else evaluation_dir(cfg, loaded.checkpoint, loaded.run_dir)
     )
     if not configured:
-        out = out / "faithfulness"
+        out = out / "faithfulness" / faithfulness_folder(list(methods), s["baseline"])
+    identity = result_identity(cfg, loaded, s, list(methods))
+    make_dirs(out)
+    with hold(out / LOCK_FILE, f"faithfulness results in {out}"):  # one writer per results folder
+        remove_orphans(out)
+        check_same_identity(out, identity)
+        return _compute_and_write(cfg, loaded, s, methods, out)
+
+
+# settings that change how the work is batched, not its numbers: a folder's results may be recomputed with others
+_BATCHING = ("batch_size", "map_batch_size")
+
+
+def faithfulness_folder(methods: list[str], baseline: str) -> str:
+    """The default folder below <eval dir>/faithfulness/, named by what it scores so that another set of methods
+    or another baseline never replaces it: ``attention-gradcam_blur``."""
+    return f"{'-'.join(methods)}_{baseline}"
+
+
+def result_identity(cfg: DictConfig, loaded: Loaded, s: Mapping[str, Any], methods: list[str]) -> dict[str, Any]:
+    """What the numbers of a faithfulness result depend on (kept in its summary.json)."""
+    return {
+        "checkpoint": str(loaded.checkpoint),
+        "digest": loaded.agent.digest,
+        "game": loaded.game,
+        "eval_seed": int(cfg.eval.seed),
+        "deterministic": bool(cfg.eval.deterministic),
+        **{k: v for k, v in s.items() if k not in _BATCHING},
+        "methods": methods,
+        "target": "action",
+        "gradcam_rectified": bool(cfg.saliency.get("gradcam_rectified", False)),
+        "layer": cfg.saliency.layer,
+    }
+
+
+def check_same_identity(out: Path, identity: Mapping[str, Any]) -> None:
+    """Refuse to replace results in ``out`` made from another model or with other settings."""
+    path = out / "summary.json"
+    if not path.is_file():
+        return
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        earlier = None
+    if not isinstance(earlier, dict):
+        differs = "results of an unknown set-up"
+    else:
+        key = next((k for k in identity if earlier.get(k) != identity[k]), None)
+        if key is None:
+            return  # the same computation again: it gives the same numbers
+        differs = f"results with {key}={earlier.get(key)!r}, not {identity[key]!r}"
+    raise ConfigError(
+        f"{out} already holds faithfulness {differs}; give faithfulness.out=<another folder> to keep both, "
+        f"or delete {out} to replace them"
+    )
+
+
+def _compute_and_write(cfg: DictConfig, loaded: Loaded, s: dict[str, Any], methods: dict, out: Path) -> Path:
+    """The work of :func:`faithfulness_task` once its output folder is held."""
+    from fls.evaluation.sanity import cascading_randomisation, randomisation_groups
+
+    agent = loaded.agent
     policy, device = agent.policy, agent.device
     percents = percent_steps(s["percent_step"])
     orders = [*methods, *BASELINE_ORDERS]
@@ -685,13 +746,9 @@ def faithfulness_task(cfg: DictConfig, loaded: Loaded) -> Path:
         f"blurred stack (Gaussian σ {s['blur_sigma']:g})" if s["baseline"] == "blur" else "per-pixel mean frame"
     )
     setting = {
-        "checkpoint": str(loaded.checkpoint),
-        "digest": agent.digest,
-        "game": loaded.game,
-        "eval_seed": int(cfg.eval.seed),
+        **result_identity(cfg, loaded, s, list(methods)),
         **s,
         "baseline_text": baseline_text,
-        "methods": list(methods),
         "frames_drawn": n,
         "inputs_seen": drawn.seen,
         "percents": percents.tolist(),

@@ -1,9 +1,10 @@
 """The faithfulness section of ``task=report``: every run's ``task=faithfulness`` results in one table by model and
 saliency method (deletion and insertion AUC, and the rank correlation left after full randomisation).
 
-Each run's results are read from ``<run>/eval/<checkpoint>/faithfulness/summary.json`` (the checkpoint the report
-tabulates); a cell is the mean over seeds of each run's mean over frames, ± the std across seeds (the report's
-``std_ddof``), as the score and gaze tables are aggregated.
+Each run's results are read from ``<run>/eval/<checkpoint>/faithfulness/<methods>_<baseline>/summary.json`` (the
+checkpoint the report tabulates; every folder of it); a cell is the mean over seeds of each run's mean over frames,
+± the std across seeds (the report's ``std_ddof``), as the score and gaze tables are aggregated. Rows are kept
+apart by what replaced the pixels (``baseline``: blur or mean), whose AUCs do not compare.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ COLUMNS = (
     "game",
     "label",
     "model",
+    "baseline",
     "method",
     "kind",
     "seeds",
@@ -35,17 +37,22 @@ COLUMNS = (
 )
 
 
-def read_faithfulness(run_dir: Path, checkpoint: str | None = None) -> dict[str, Any] | None:
-    """``summary.json`` of ``<run>/eval/<checkpoint>/faithfulness/`` (checkpoint None: the one evaluate.py
-    evaluates), or None when there is none."""
+def read_faithfulness(run_dir: Path, checkpoint: str | None = None) -> list[tuple[Path, dict[str, Any]]]:
+    """Every ``summary.json`` below ``<run>/eval/<checkpoint>/faithfulness/`` (checkpoint None: the one evaluate.py
+    evaluates) with its folder, in name order; empty when there is none."""
     stem = checkpoint or evaluated_checkpoint(run_dir)
     if stem is None:
-        return None
-    path = run_dir / "eval" / stem / "faithfulness" / "summary.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        return []
+    root = run_dir / "eval" / stem / "faithfulness"
+    found = []
+    for path in [*sorted(root.glob("*/summary.json")), root / "summary.json"]:  # the last: results before 2026-12
+        try:
+            summary = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(summary, dict):
+            found.append((path.parent, summary))
+    return found
 
 
 def _mean_std(values: Sequence[float], ddof: int) -> tuple[float, float]:
@@ -55,32 +62,44 @@ def _mean_std(values: Sequence[float], ddof: int) -> tuple[float, float]:
     return float(np.mean(finite)), float(np.std(finite, ddof=ddof)) if len(finite) > ddof else 0.0
 
 
-def faithfulness_rows(report: Report) -> list[dict[str, Any]]:
-    """One row per (game, label, method or baseline), aggregated across the seeds that have results."""
-    cells: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+def faithfulness_rows(report: Report, notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per (game, label, baseline, method or reference order), aggregated across the seeds that have
+    results. A run's method found in two folders with different numbers counts once (the first folder's) and is
+    named in ``notes``."""
+    cells: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     kinds: dict[str, str] = {}
     for run in report.runs:
-        summary = read_faithfulness(run.path, report.checkpoint)
-        if summary is None:
-            continue
-        sanity = summary.get("sanity", {})
-        for method, row in summary.get("results", {}).items():
-            values = {m: row.get(m, math.nan) for m in METRICS if m != "full_spearman"}
-            values["full_spearman"] = sanity.get(method, {}).get("full", {}).get("spearman", math.nan)
-            values["frames"] = int(row.get("frames", 0))
-            kinds[method] = str(row.get("kind", "method"))
-            cells.setdefault((run.game, run.label, method), []).append(values)
+        taken: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {}
+        for folder, summary in read_faithfulness(run.path, report.checkpoint):
+            baseline = str(summary.get("baseline", "blur"))
+            sanity = summary.get("sanity", {})
+            for method, row in summary.get("results", {}).items():
+                values = {m: row.get(m, math.nan) for m in METRICS if m != "full_spearman"}
+                values["full_spearman"] = sanity.get(method, {}).get("full", {}).get("spearman", math.nan)
+                values["frames"] = int(row.get("frames", 0))
+                kinds[method] = str(row.get("kind", "method"))
+                key = (baseline, method)
+                if key not in taken:
+                    taken[key] = (folder, values)
+                    cells.setdefault((run.game, run.label, baseline, method), []).append(values)
+                elif _differ(taken[key][1], values) and notes is not None:
+                    first = taken[key][0].name
+                    notes.append(
+                        f"{run.name}: faithfulness of {method} ({baseline} baseline) differs between {first} and "
+                        f"{folder.name} (other settings); the table uses {first}"
+                    )
     models = {run.label: run.model for run in report.runs}
     labels = label_order(report.runs)
     rows = []
-    for game, label, method in sorted(
-        cells, key=lambda k: (game_order(k[0]), labels.index(k[1]), kinds[k[2]] == "baseline")
+    for game, label, baseline, method in sorted(
+        cells, key=lambda k: (game_order(k[0]), labels.index(k[1]), k[2], kinds[k[3]] == "baseline")
     ):
-        found = cells[(game, label, method)]
+        found = cells[(game, label, baseline, method)]
         row: dict[str, Any] = {
             "game": game,
             "label": label,
             "model": models[label],
+            "baseline": baseline,
             "method": method,
             "kind": kinds[method],
             "seeds": len(found),
@@ -92,7 +111,12 @@ def faithfulness_rows(report: Report) -> list[dict[str, Any]]:
     return rows
 
 
-def faithfulness_markdown(rows: Sequence[dict[str, Any]], ddof: int) -> str:
+def _differ(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two runs' numbers for one method differ (NaN equals NaN)."""
+    return any(a[k] != b[k] and not (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+
+
+def faithfulness_markdown(rows: Sequence[dict[str, Any]], ddof: int, notes: Sequence[str] = ()) -> str:
     """The table: deletion and insertion AUC per game, model and method, with the baselines under each model."""
     if not rows:
         return (
@@ -101,33 +125,37 @@ def faithfulness_markdown(rows: Sequence[dict[str, Any]], ddof: int) -> str:
         )
     shown = ("deletion_auc", "insertion_auc", "full_spearman")
     lines = [
-        "| Game | Model | Method | " + " | ".join(LABELS[m] for m in shown) + " | Seeds | Frames |",
-        "|---|---|---|" + "---:|" * (len(shown) + 2),
+        "| Game | Model | Baseline | Method | " + " | ".join(LABELS[m] for m in shown) + " | Seeds | Frames |",
+        "|---|---|---|---|" + "---:|" * (len(shown) + 2),
     ]
     for row in rows:
         cells = ["–" if not math.isfinite(row[m]) else f"{row[m]:.3f} ± {row[f'{m}_std']:.3f}" for m in shown]
         method = BASELINE_LABELS.get(row["method"], row["method"]) if row["kind"] == "baseline" else row["method"]
         lines.append(
-            f"| {row['game']} | {row['label']} | {method} | "
+            f"| {row['game']} | {row['label']} | {row['baseline']} | {method} | "
             + " | ".join(cells)
             + f" | {row['seeds']} | {row['frames']} |"
         )
     lines += [
         "",
         "AUC of the probability of the action the policy prefers as pixels are removed (deletion) or restored "
-        "(insertion) in the map's order; each run's mean over its frames, then the mean over seeds ± std across "
+        "(insertion) in the map's order, the removed pixels replaced by the baseline (blur: the stack blurred; mean: "
+        "the per-pixel mean frame); each run's mean over its frames, then the mean over seeds ± std across "
         f"seeds (ddof {ddof}). ρ random net: Spearman correlation of the maps with those of a fully randomised "
         "network (near 1: the map ignores the weights). Frames: summed over seeds. Same-action AUCs are in "
         "faithfulness.csv.",
     ]
+    if notes:
+        lines += ["", *(f"- {note}" for note in notes)]
     return "\n".join(lines) + "\n"
 
 
 def add_faithfulness(report: Report, out_dir: Path, report_md: Path) -> dict[str, Path]:
     """Write ``faithfulness.md`` / ``faithfulness.csv`` into the report folder and append the table to
     ``report.md`` as a section of its own; returns the new files by name."""
-    rows = faithfulness_rows(report)
-    text = faithfulness_markdown(rows, report.ddof)
+    notes: list[str] = []
+    rows = faithfulness_rows(report, notes)
+    text = faithfulness_markdown(rows, report.ddof, notes)
     files = {"faithfulness_md": out_dir / "faithfulness.md", "faithfulness_csv": out_dir / "faithfulness.csv"}
     atomic_write_text(files["faithfulness_md"], text)
     atomic_write_text(files["faithfulness_csv"], csv_text(rows, COLUMNS))
