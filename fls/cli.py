@@ -429,6 +429,29 @@ def _group_lines(config_name: str) -> list[str]:
     return lines
 
 
+# Hydra's own choices of the sweep groups that fls's README uses (fls's own are described by their config files)
+_HYDRA_CHOICES = {
+    "hydra/launcher": {
+        "basic": "one job after another, in this process",
+        "submitit_local": "each job a local process (submitit; pip install -e \".[cluster]\")",
+    },
+    "hydra/sweeper": {"basic": "every combination of the comma-separated values"},
+}
+
+
+def _sweep_lines() -> list[str]:
+    """The launchers and sweepers of a multirun (-m): Hydra's built-in ones and fls's presets."""
+    lines = ["", "Sweeps (-m; hydra/<group>=choice; * marks the default):"]
+    for group, builtin in _HYDRA_CHOICES.items():
+        lines.append(f"  {group}")
+        choices = {f"{name}*" if name == "basic" else name: text for name, text in builtin.items()}
+        for path in sorted((CONFIG_DIR / group).glob("*.yaml")):
+            choices[path.stem] = _summary(path).split(": python ")[0]
+        for name, text in sorted(choices.items()):
+            lines += _columns(f"  {name}", text)
+    return lines
+
+
 def _columns(left: str, text: str, width: int = 120, column: int = 34) -> list[str]:
     """``left`` then ``text`` wrapped into a column (on the next line when ``left`` is too wide)."""
     import textwrap
@@ -445,7 +468,7 @@ def help_text(config_name: str, args: list[str] | None = None) -> str:
 
     from fls.config_schema import TASKS, accepted, leaf_keys, show
 
-    lines = [*USAGE[config_name], "", *_group_lines(config_name)]
+    lines = [*USAGE[config_name], "", *_group_lines(config_name), *_sweep_lines()]
     if config_name == "evaluate":
         lines += ["", "Tasks (task=<name>):"]
         lines += [f"  {name:<16}{what}" for name, what in TASKS.items()]

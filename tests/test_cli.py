@@ -136,6 +136,9 @@ def test_train_help_lists_groups_choices_and_keys(cli) -> None:
     for key in ("seed=1 ", "model.entropy_lambda=0.0", "env.num_envs=8", "ppo.learning_rate=", "dry_run=false"):
         assert f"  {key}" in out, key
     assert "an integer >= 1" in out and "--cfg job" in out
+    sweeps = out[out.index("Sweeps (-m") : out.index("Most used keys")]
+    for choice in ("hydra/launcher", "basic*", "local_parallel", "slurm", "submitit_local", "optuna_search"):
+        assert f" {choice}" in sweeps, choice
 
 
 @pytest.mark.slow
