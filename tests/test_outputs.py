@@ -4,6 +4,7 @@ and the training objective a sweeper optimises."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,8 @@ def test_summarising_again_continues_the_same_wandb_run(tmp_path, monkeypatch) -
         log_to_wandb(tmp_path, episodes, stats, meta, mode="offline", project="fls-test", name="eval-test")
     run_id = (tmp_path / WANDB_ID_FILE).read_text().strip()
     runs = sorted(p.name for p in (tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(name.endswith(f"-{run_id}") for name in runs), runs
+    # wandb names a run's folder offline-run-<time>-<id>, adding -1 when the same second already has one
+    assert len(runs) == 2 and all(re.fullmatch(rf"offline-run-\d{{8}}_\d{{6}}-{run_id}(-\d+)?", n) for n in runs), runs
     assert json.loads((tmp_path / "summary.json").read_text())["episodes"] == 4
     assert Path(tmp_path / "wandb").is_dir()
 

@@ -222,7 +222,7 @@ def test_a_zoo_folder_on_the_command_line(cli, tmp_path, dqn_zip) -> None:
         QUIET,
     )
     assert gaze.returncode == 0, gaze.stderr[-3000:]
-    table = (folder / "gaze" / "Breakout" / "summary.md").read_text()
+    table = (folder / "gaze" / "BreakoutNoFrameskip-v4_Breakout_gradcam-fullgrad++" / "summary.md").read_text()
     assert "| breakout | gradcam |" in table and "| breakout | fullgrad++ |" in table
     frames = cli(
         "evaluate.py",
