@@ -433,7 +433,7 @@ def _group_lines(config_name: str) -> list[str]:
 _HYDRA_CHOICES = {
     "hydra/launcher": {
         "basic": "one job after another, in this process",
-        "submitit_local": "each job a local process (submitit; pip install -e \".[cluster]\")",
+        "submitit_local": 'each job a local process (submitit; pip install -e ".[cluster]")',
     },
     "hydra/sweeper": {"basic": "every combination of the comma-separated values"},
 }

@@ -49,6 +49,7 @@ def fake_run(
     shards: int = 1,
     requested: int | None = None,
     gaze: dict[str, dict[str, float]] | None = None,
+    protocol: dict[str, object] | None = None,
 ) -> Path:
     """A run directory as the real commands leave it (config.yaml, progress.csv, eval records, gaze summary)."""
     path.mkdir(parents=True)
@@ -72,6 +73,10 @@ def fake_run(
             "episodes": total,
             "num_envs": 16,
             "num_shards": shards,
+            "deterministic": False,
+            "epsilon": None,
+            "max_episode_steps": 30000,
+            **(protocol or {}),
         }
         for shard in range(shards):
             name = "episodes.jsonl" if shards == 1 else f"episodes.shard-{shard}-of-{shards}.jsonl"
@@ -312,6 +317,22 @@ def test_table_4_reads_the_evaluated_checkpoint_and_says_what_it_left_out(tmp_pa
     assert "scored with different settings" in mixed and '"kl_eps": 1e-07' in mixed
     rows = {r["method"]: r for r in report.saliency}
     assert rows["attention"]["kl"] == pytest.approx(4.0) and rows["gradcam"]["seeds"] == 1
+
+
+def test_evaluations_under_different_protocols_are_named(tmp_path) -> None:
+    fake_run(tmp_path / "s" / "0", seed=1, scores=[1.0, 2.0])
+    fake_run(tmp_path / "s" / "1", seed=9, scores=[5.0, 6.0], protocol={"deterministic": True})
+    fake_run(tmp_path / "s" / "2", model="sparse_fls", seed=1, scores=[1.0])
+    fake_run(tmp_path / "s" / "3", game="Seaquest", seed=1, scores=[1.0], protocol={"max_episode_steps": 108000})
+    report = build_report(find_runs(str(tmp_path / "s"))[0], title="t")
+    assert report.notes == [
+        "Breakout: the evaluations were played under different protocols and do not compare: "
+        "deterministic=False, epsilon=None, max_episode_steps=30000 in 0, 2; "
+        "deterministic=True, epsilon=None, max_episode_steps=30000 in 1"
+    ]  # Seaquest's own step limit is no difference: games are compared within a game
+    assert "- Breakout: the evaluations were played under different protocols" in (
+        write_report(report, tmp_path / "r")["report_md"].read_text()
+    )
 
 
 def test_labels_carry_lambda_only_when_it_tells_something(tmp_path) -> None:

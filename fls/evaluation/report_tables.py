@@ -108,6 +108,7 @@ def build_report(
 
     labels, games = label_order(runs), ordered_games(runs)
     by_label = {run.label: run for run in runs}
+    notes += protocol_notes(evaluations)
     scores = []
     for game in games:
         for label in labels:
@@ -176,6 +177,26 @@ def build_report(
                 grid, mean, std = mean_curve(found, grid_points, ddof)
                 curves.append(Curve(game, label, grid, mean, std, len(found)))
     return Report(title, list(runs), status, scores, saliency, curves, checkpoint, curve_key, ddof, notes)
+
+
+# What decides how an evaluation's games are played; scores made under two of these do not compare.
+PROTOCOL_KEYS = ("deterministic", "epsilon", "max_episode_steps")
+
+
+def protocol_notes(evaluations: Mapping[tuple[str, str], Sequence[tuple[Run, Evaluation]]]) -> list[str]:
+    """One note per game whose evaluations were played under different protocols (greedy or sampled actions, ε,
+    the step limit), naming the runs of each: their scores, pooled in a cell or set side by side, do not compare."""
+    notes = []
+    by_game: dict[str, dict[str, list[str]]] = {}
+    for (game, _label), cell in evaluations.items():
+        for run, evaluation in cell:
+            protocol = ", ".join(f"{k}={evaluation.header.get(k)}" for k in PROTOCOL_KEYS)
+            by_game.setdefault(game, {}).setdefault(protocol, []).append(run.name)
+    for game, protocols in by_game.items():
+        if len(protocols) > 1:
+            kinds = "; ".join(f"{p} in {', '.join(sorted(names))}" for p, names in protocols.items())
+            notes.append(f"{game}: the evaluations were played under different protocols and do not compare: {kinds}")
+    return notes
 
 
 # ----------------------------------------------------------------------------------------------------------------
