@@ -343,6 +343,14 @@ def test_report_collects_faithfulness_by_model_and_method(tmp_path) -> None:
         "(other settings); the table uses attention-gradient_blur"
     ]
 
+    # seeds whose results were made with other settings (here: more frames) are named, not silently pooled
+    path = sweep / "1" / "eval" / "final_model" / "faithfulness" / "attention_blur" / "summary.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "frames": 128}))
+    notes = []
+    faithfulness_rows(build_report(find_runs(sweep)[0], title="t"), notes)
+    assert notes[-1].startswith("Breakout (blur baseline): results made with different settings: frames=128, games=")
+    assert notes[-1].endswith(" in 9")
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # The command line

@@ -23,6 +23,8 @@ from fls.rundir import atomic_write_text
 
 METRICS = ("deletion_auc", "insertion_auc", "deletion_same_auc", "insertion_same_auc", "full_spearman")
 LABELS = {"deletion_auc": "Deletion AUC ↓", "insertion_auc": "Insertion AUC ↑", "full_spearman": "ρ random net ↓"}
+# settings that change a faithfulness result's numbers besides the model and the methods (faithfulness._settings)
+SETTING_KEYS = ("frames", "games", "max_steps", "percent_step", "seed", "blur_sigma", "eval_seed", "deterministic")
 BASELINE_LABELS = {"random": "*random order*", "center_prior": "*centre prior*"}
 COLUMNS = (
     "game",
@@ -68,10 +70,13 @@ def faithfulness_rows(report: Report, notes: list[str] | None = None) -> list[di
     named in ``notes``."""
     cells: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     kinds: dict[str, str] = {}
+    settings: dict[tuple[str, str], dict[str, list[str]]] = {}  # (game, baseline) -> settings -> runs
     for run in report.runs:
         taken: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {}
         for folder, summary in read_faithfulness(run.path, report.checkpoint):
             baseline = str(summary.get("baseline", "blur"))
+            setting = ", ".join(f"{k}={summary.get(k)}" for k in SETTING_KEYS)
+            settings.setdefault((run.game, baseline), {}).setdefault(setting, []).append(run.name)
             sanity = summary.get("sanity", {})
             for method, row in summary.get("results", {}).items():
                 values = {m: row.get(m, math.nan) for m in METRICS if m != "full_spearman"}
@@ -88,6 +93,10 @@ def faithfulness_rows(report: Report, notes: list[str] | None = None) -> list[di
                         f"{run.name}: faithfulness of {method} ({baseline} baseline) differs between {first} and "
                         f"{folder.name} (other settings); the table uses {first}"
                     )
+    for (game, baseline), found in settings.items():
+        if len(found) > 1 and notes is not None:
+            kinds_text = "; ".join(f"{k} in {', '.join(sorted(set(names)))}" for k, names in found.items())
+            notes.append(f"{game} ({baseline} baseline): results made with different settings: {kinds_text}")
     models = {run.label: run.model for run in report.runs}
     labels = label_order(report.runs)
     rows = []
