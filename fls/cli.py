@@ -327,19 +327,29 @@ class SchemaCheck(_HydraCallback):  # type: ignore[misc,valid-type]
         from omegaconf import OmegaConf
 
         check_composed(config)
-        check_launcher(str(OmegaConf.select(config, "hydra.launcher._target_", default="") or ""))
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default="") or "")
+        check_launcher(launcher)
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
         if OmegaConf.is_dict(params):
             try:
                 check_override_values([f"{k}={v}" for k, v in params.items()], str(config.hydra.job.config_name))
             except ConfigError as error:
                 fail(f"hydra.sweeper.params: {error}")
+        if str(config.hydra.job.config_name) == "train" and not OmegaConf.select(config, "dry_run", default=False):
+            from fls.sweep import start_sweep
+
+            start_sweep(launcher)  # one job's NaN or interruption does not end the others (fls/sweep.py)
 
     def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
-        """A multirun of dry runs leaves nothing behind: Hydra's multirun.yaml and the folders made for it go."""
+        """Name the jobs that stopped early (fls/sweep.py); a multirun of dry runs leaves nothing behind: Hydra's
+        multirun.yaml and the folders made for it go."""
         from omegaconf import OmegaConf
 
         if OmegaConf.select(config, "dry_run", default=False) is not True:
+            if str(config.hydra.job.config_name) == "train":
+                from fls.sweep import end_sweep
+
+                end_sweep(Path(str(config.hydra.sweep.dir)))
             return
         sweep = Path(str(config.hydra.sweep.dir)).resolve()
         (sweep / "multirun.yaml").unlink(missing_ok=True)

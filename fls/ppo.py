@@ -21,6 +21,8 @@ Two guards are added to the update:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -206,7 +208,8 @@ class AttentionPPO(PPO):
         continue_training = True
         for epoch in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):
-                loss, stats = self.compute_loss(batch, clip_range, clip_range_vf)
+                with self._scores_checked("a minibatch"):
+                    loss, stats = self.compute_loss(batch, clip_range, clip_range_vf)
                 for key, value in stats.items():
                     history.setdefault(key, []).append(value)
                 if self.target_kl is not None and stats["approx_kl"] > 1.5 * self.target_kl:
@@ -222,6 +225,7 @@ class AttentionPPO(PPO):
                 if not torch.isfinite(grad_norm):
                     self._non_finite("gradient norm", grad_norm.item())
                 self.policy.optimizer.step()
+                self.check_parameters_finite()  # before the next minibatch's forward pass reads them
             self._n_updates += 1
             if not continue_training:
                 break
@@ -238,6 +242,26 @@ class AttentionPPO(PPO):
         self.logger.record("train/entropy_lambda", self.entropy_lambda)
         if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+
+    def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
+        """SB3's rollout collection, with a policy whose action scores became non-finite reported as such."""
+        with self._scores_checked("the rollout"):
+            return super().collect_rollouts(*args, **kwargs)
+
+    @contextmanager
+    def _scores_checked(self, where: str) -> Iterator[None]:
+        """Turn torch.distributions' refusal of NaN or infinite logits (a ValueError "Expected parameter logits
+        ... found invalid values") into :class:`NonFiniteError`: finite but huge weights can give infinite scores."""
+        try:
+            yield
+        except ValueError as error:
+            if "Expected parameter" not in str(error):
+                raise
+            raise NonFiniteError(
+                f"non-finite action scores in {where} of PPO update {self._update_index()} (step "
+                f"{self.num_timesteps}); training stopped, the newest checkpoint is the last good one (lower "
+                "ppo.learning_rate?)"
+            ) from None
 
     def _update_index(self) -> int:
         """1-based number of the update in progress (one update per collected rollout)."""

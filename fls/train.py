@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -325,6 +325,16 @@ def record_invocation(cfg: DictConfig, run_dir: Path, resumed_from: Path | None)
         handle.write(json.dumps(line) + "\n")
 
 
+class TrainingStopped(Exception):
+    """Training ended before its budget: interrupted by a signal (checkpoint written; exit code 128 + signal) or
+    stopped by a NaN or infinity (the newest checkpoint is the last good one; exit code 3)."""
+
+    def __init__(self, message: str, exit_code: int, *, interrupted: bool) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.interrupted = interrupted
+
+
 def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
     """Train (or resume) the run described by ``cfg`` in ``run_dir``; returns the model (None if already done).
 
@@ -394,21 +404,20 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
             )
     except NonFiniteError as error:
         # The parameters are checked after every update and before every checkpoint: nothing non-finite was saved.
-        print(f"error: {error}", file=sys.stderr)
         if wandb_run is not None:
             wandb_run.finish(exit_code=EXIT_NON_FINITE)
-        sys.exit(EXIT_NON_FINITE)
+        raise TrainingStopped(f"error: {error}", EXIT_NON_FINITE, interrupted=False) from None
     finally:
         env.close()
     if stop.requested:
         path = callback.save_checkpoint()
-        print(
-            f"interrupted: checkpoint {path} at step {model.num_timesteps}; continue with resume={run_dir}",
-            file=sys.stderr,
-        )
         if wandb_run is not None:
             wandb_run.finish(exit_code=stop.exit_code)
-        sys.exit(stop.exit_code)
+        raise TrainingStopped(
+            f"interrupted: checkpoint {path} at step {model.num_timesteps}; continue with resume={run_dir}",
+            stop.exit_code,
+            interrupted=True,
+        )
     final = save_model(model, run_dir / FINAL_MODEL)
     elapsed = time.time() - started
     print(f"trained {model.num_timesteps} steps in {elapsed:.0f}s; final model {final}")
@@ -441,17 +450,24 @@ def main(cfg: DictConfig) -> float | None:
     Returns the run's objective for sweepers (Optuna): the after-training evaluation's mean score when one runs,
     else the mean return of the last 100 training games (NaN when none finished)."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from fls.evaluation.after_training import after_training
     from fls.locks import LOCK_FILE, hold, remove_orphans
+    from fls.sweep import job_stopped, skip_if_stopped
 
+    hydra_cfg = HydraConfig.get()
+    sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    job = int(hydra_cfg.job.get("num", 0) or 0)
     if cfg.resume:
         cfg, run_dir = resume_config(cfg)
     else:
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        run_dir = Path(hydra_cfg.runtime.output_dir)
     if cfg.dry_run:
         dry_run(cfg)
         return None
+    if skip_if_stopped(sweep_dir, job, run_dir):
+        return math.nan
     check_config(cfg)
     check_fresh(cfg, run_dir)
     print(f"run directory: {run_dir}", flush=True)  # in a sweep, where each job's files and logs go
@@ -459,7 +475,10 @@ def main(cfg: DictConfig) -> float | None:
         check_fresh(cfg, run_dir)  # again under the lock: another launch may have started it meanwhile
         for folder in (run_dir, run_dir / CHECKPOINT_DIR):
             remove_orphans(folder)
-        model = train(cfg, run_dir)
+        try:
+            model = train(cfg, run_dir)
+        except TrainingStopped as stopped:  # in a sweep, one job's end does not end the others (fls/sweep.py)
+            return job_stopped(sweep_dir, job, run_dir, str(stopped), stopped.exit_code, stopped.interrupted)
         stats = after_training(cfg, run_dir)
     objective = float(stats["mean"]) if stats else training_objective(model, run_dir)
     print(f"objective: {objective:g} ({'evaluation mean' if stats else 'mean return of the last 100 training games'})")
