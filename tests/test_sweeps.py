@@ -73,7 +73,7 @@ def test_ctrl_c_on_a_parallel_sweep_lets_every_running_job_checkpoint(tmp_path) 
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     deadline = time.monotonic() + 120
-    while not all((sweep / job / "progress.csv").is_file() for job in ("0", "1")):  # both jobs have updated
+    while not all((sweep / job / "progress.csv").is_file() for job in ("0", "1")):  # both jobs are training
         assert time.monotonic() < deadline and process.poll() is None, process.communicate()[1][-3000:]
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group gets it
