@@ -4,6 +4,7 @@ replay, ε-greedy draws per episode, and (slow) folders written by rl_zoo3's rea
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -310,3 +311,8 @@ def test_rl_zoo3_folders_are_evaluated_and_explained(cli, zoo_logs, algo, tmp_pa
     video_name = f"{ENV_ID}_Breakout_seed2000_1ep_{methods}.mp4"  # named by its content
     assert (folder / "videos" / video_name).is_file(), sorted(p.name for p in (folder / "videos").iterdir())
     assert ("ε-greedy ε=0.01" in video.stdout) == q_learning, video.stdout
+    # attention trees of every algorithm's network; Q-networks play ε-greedy as in the video
+    evaluate_in_process(f"checkpoint={folder}", "task=tree", "tree.steps=[2]", "tree.n=2", QUIET)
+    (tree,) = (folder / "trees").glob(f"{ENV_ID}_Breakout_seed2000_game1_step000002.json")
+    nodes = json.loads(tree.read_text())["nodes"]
+    assert nodes and {node["layer"] for node in nodes} >= {"input"}, nodes[:3]

@@ -1,7 +1,8 @@
 """task=tree: attention trees of chosen steps of seeded games, as PNG + self-contained 3-D HTML + JSON (+ W&B).
 
 The games are the video task's: seed ``saliency.seed``, ``saliency.episodes`` games, sampled actions unless
-``saliency.deterministic``; each tree explains the action taken at that step (``saliency.target``).
+``saliency.deterministic`` (DQN / QR-DQN: ε-greedy as in evaluation); each tree explains the action taken at that
+step (``saliency.target``: for Q-networks the action's Q value).
 """
 
 from __future__ import annotations
@@ -38,12 +39,11 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
 
     t, s = cfg.tree, cfg.saliency
     steps = tree_steps(t.steps)
+    from fls.evaluation.runner import acting_epsilon
+
     method = get_method("tree", n=t.n, depth=t.depth, min_separation=t.min_separation)
-    if not loaded.agent.stochastic:
-        raise ConfigError(
-            f"task=tree plays the game with an actor-critic agent (fls, PPO, A2C); {loaded.agent.algorithm} is not one "
-            "(fls.saliency.tree.attention_trees grows trees of DQN policies from Python)"
-        )
+    # DQN / QR-DQN play ε-greedy as in evaluation and videos (None for agents that sample from a policy)
+    epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
     policy = loaded.agent.policy
     method.check(policy)
     target = saliency_target(cfg)
@@ -79,6 +79,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
         episodes=episodes,
         target=target,
         deterministic=bool(s.deterministic),
+        epsilon=epsilon or 0.0,
         # One game: stop right after the last chosen step; more games must be played to their end.
         max_steps=min(int(s.max_steps), last) if episodes == 1 else int(s.max_steps),
         max_episode_steps=loaded.spec.eval_max_episode_steps,
