@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> None:
 
         gaze_agreement(cfg, load(cfg))
     elif cfg.task == "faithfulness":
-        from fls.evaluation.faithfulness import faithfulness_task
+        from fls.evaluation.faithfulness_task import faithfulness_task
 
         faithfulness_task(cfg, load(cfg))
     elif cfg.task == "report":
