@@ -229,7 +229,6 @@ class AttentionPPO(PPO):
             self._n_updates += 1
             if not continue_training:
                 break
-        self.check_parameters_finite()
 
         for key, values in history.items():
             self.logger.record(f"train/{key}", float(np.mean(values)))
@@ -275,8 +274,12 @@ class AttentionPPO(PPO):
         )
 
     def check_parameters_finite(self) -> None:
-        """Raise :class:`NonFiniteError` naming the first parameter holding a NaN or infinity."""
-        for name, parameter in self.policy.named_parameters():
+        """Raise :class:`NonFiniteError` naming the first parameter holding a NaN or infinity (one device sync when
+        all are finite: this runs after every minibatch step)."""
+        named = list(self.policy.named_parameters())
+        if bool(torch.stack([torch.isfinite(p).all() for _, p in named]).all()):
+            return
+        for name, parameter in named:
             if not bool(torch.isfinite(parameter).all()):
                 raise NonFiniteError(
                     f"non-finite parameter {name} after PPO update {self._update_index()} (step {self.num_timesteps}); "

@@ -11,11 +11,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,29 @@ class OutputDirs(Callback):  # type: ignore[misc,valid-type]
             fail(os_error_message(error, str(config.hydra.job.name)))
         with read_write(config.hydra):
             config.hydra.run.dir = str(target)
+
+
+def refuse_other_results(
+    out: Path, settings: Mapping[str, Any], what: str, recorded: Callable[[Any], Any] = lambda summary: summary
+) -> None:
+    """Refuse to replace the ``what`` results in ``out`` (its ``summary.json``) made from another model, other data
+    or other settings: ``recorded(summary)`` gives the settings they were made with. The same settings again are
+    accepted (they give the same numbers); the message names ``<what>.out=``, which keeps both."""
+    path = out / "summary.json"
+    if not path.is_file():
+        return
+    try:
+        earlier = recorded(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError, TypeError):
+        earlier = None
+    if isinstance(earlier, Mapping):
+        key = next((k for k in settings if earlier.get(k) != settings[k]), None)
+        if key is None:
+            return
+        differs = f"results with {key}={earlier.get(key)!r}, not {settings[key]!r}"
+    else:
+        differs = "results of an unknown set-up"
+    raise ConfigError(
+        f"{out} already holds {what} {differs}; give {what}.out=<another folder> to keep both, "
+        f"or delete {out} to replace them"
+    )

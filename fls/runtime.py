@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from types import FrameType, TracebackType
 
 import torch
@@ -28,8 +27,9 @@ def resolve_device(name: str) -> torch.device:
 
 class StopSignals:
     """While active, SIGINT and SIGTERM ask a long loop to stop at its next step: the first sets ``signal`` (and
-    prints ``received SIGINT: <announce>``), a second raises KeyboardInterrupt at once (one within
-    ``SAME_REQUEST_S`` of the first is that request delivered twice, by a process group and a sweep: ignored).
+    prints ``received SIGINT: <announce>``), a second raises KeyboardInterrupt at once, unless ``repeat_stops=False``:
+    a job in a worker of a parallel sweep gets each request twice (the process group's copy and the one the sweep
+    passes on), and there the sweep's own process stops everything at once on a second Ctrl-C.
 
     A flag rather than KeyboardInterrupt, because an exception raised wherever the signal lands can be swallowed
     by native code waiting for the emulator (a lost Ctrl-C) or cut a record in half; the loop checks the flag
@@ -37,12 +37,11 @@ class StopSignals:
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
-    SAME_REQUEST_S = 1.0  # a signal this soon after the first is the same request delivered twice
 
-    def __init__(self, announce: str) -> None:
+    def __init__(self, announce: str, *, repeat_stops: bool = True) -> None:
         self.announce = announce
         self.signal: int | None = None
-        self._first = 0.0
+        self.repeat_stops = repeat_stops
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
@@ -64,9 +63,9 @@ class StopSignals:
 
     def _request(self, signum: int, _frame: FrameType | None) -> None:
         if self.signal is not None:
-            if time.monotonic() - self._first < self.SAME_REQUEST_S:
-                return  # the same request twice: a signal to the process group, passed on again by a sweep
-            raise KeyboardInterrupt  # a second signal: give up on the clean stop
-        self.signal, self._first = signum, time.monotonic()
+            if self.repeat_stops:
+                raise KeyboardInterrupt  # a second signal: give up on the clean stop
+            return
+        self.signal = signum
         note_stop(signum)  # a job of a parallel sweep that was stopped lets the next jobs of its process skip
         print(f"\nreceived {signal.Signals(signum).name}: {self.announce}", file=sys.stderr, flush=True)

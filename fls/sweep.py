@@ -52,6 +52,12 @@ def _launch() -> tuple[int, str] | None:
     return (int(pid), launch) if pid.isdigit() and launch else None
 
 
+def in_sweep_worker() -> bool:
+    """Whether this process runs jobs for a sweep that runs in another process (joblib's workers, submitit's jobs)."""
+    launch = _launch()
+    return launch is not None and launch[0] != os.getpid()
+
+
 def start_sweep(launcher_target: str) -> None:
     """In the sweep's process, before any job: mark the launch for its jobs, and with joblib take the first Ctrl-C
     as "let every running job checkpoint" rather than killing them."""
@@ -76,8 +82,8 @@ def _sweep_signal(signum: int, _frame: FrameType | None) -> None:
         file=sys.stderr,
         flush=True,
     )
-    # A Ctrl-C reaches the workers too; a `kill` of this process alone does not: pass it on (a worker takes the
-    # copy that arrives with the original as one request, see fls.runtime.StopSignals).
+    # A Ctrl-C reaches the workers too; a `kill` of this process alone does not: pass it on (a job in a worker
+    # takes any further signal as the same request, see fls.runtime.StopSignals).
     for pid in _children():
         try:
             os.kill(pid, signum)

@@ -28,6 +28,7 @@ from fls.rundir import (
     save_model,
 )
 from fls.runtime import StopSignals, resolve_device
+from fls.sweep import in_sweep_worker
 
 # Exit status of a run stopped by a NaN or infinity (1 is a crash, 2 a refused command).
 EXIT_NON_FINITE = 3
@@ -391,7 +392,8 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
     )
 
     total = int(cfg.total_timesteps)
-    stop = StopSignals("stopping at the next step, checkpointing")
+    # in a worker of a parallel sweep the sweep's process, not the job, stops everything on a second signal
+    stop = StopSignals("stopping at the next step, checkpointing", repeat_stops=not in_sweep_worker())
     callback = TrainingCallback(run_dir, total, int(cfg.checkpoint_every), stop)
     started = time.time()
     try:

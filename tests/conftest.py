@@ -108,23 +108,24 @@ def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Calla
     return folder
 
 
+# Sparse FLS on Breakout at its smallest: 2 envs x 64 steps = one PPO update of 128 agent steps, no W&B or TensorBoard
+TINY_SPARSE_FLS = (
+    "model=sparse_fls",
+    "env=Breakout",
+    "env.num_envs=2",
+    "ppo.n_steps=64",
+    "ppo.batch_size=64",
+    "logger.wandb.mode=disabled",
+    "logger.tensorboard=false",
+)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A real (tiny) training run directory: sparse_fls on Breakout, one PPO update, offline W&B off."""
 
     def train(folder: Path) -> None:
-        result = run_cli(
-            "train.py",
-            "model=sparse_fls",
-            "env=Breakout",
-            "env.num_envs=2",
-            "ppo.n_steps=64",
-            "ppo.batch_size=64",
-            "total_timesteps=128",
-            "logger.wandb.mode=disabled",
-            "logger.tensorboard=false",
-            f"hydra.run.dir={folder / 'run'}",
-        )
+        result = run_cli("train.py", *TINY_SPARSE_FLS, "total_timesteps=128", f"hydra.run.dir={folder / 'run'}")
         assert result.returncode == 0, result.stderr[-3000:]
 
     return built_once(tmp_path_factory, "tiny_run", train) / "run"

@@ -98,31 +98,34 @@ def test_bad_input_is_one_line_and_non_zero(cli, args, message, tmp_path) -> Non
     assert lines[0].startswith("error: ") and message in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
-def test_a_bad_wandb_mode_in_the_environment_is_refused_before_anything_exists(cli, script, tmp_path) -> None:
-    # wandb validates WANDB_MODE only inside wandb.init, after the run folder was made: refuse it up front
-    run_dir = tmp_path / "run"
-    args = ["dry_run=false", f"hydra.run.dir={run_dir}"] if script == "train.py" else [f"run={tmp_path}"]
-    result = cli(script, *args, env={"WANDB_MODE": ""})
-    assert result.returncode == 2, result.stderr
-    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
-    assert line == (
-        "error: environment variable WANDB_MODE='' is not a W&B mode: unset it or set one of online, offline, "
-        "disabled (logger.wandb.mode chooses per command)"
-    )
-    assert not run_dir.exists()
+WANDB_MODE_REFUSED = (
+    "error: environment variable WANDB_MODE='' is not a W&B mode: unset it or set one of online, offline, disabled "
+    "(logger.wandb.mode chooses per command)"
+)
+SLURM_SWEEP = ["-m", "hydra/launcher=slurm", "hydra.sweep.dir={out}", "seed=1,2"]
+SLURM_REFUSED = (
+    "error: hydra/launcher=slurm needs a SLURM cluster, but sbatch and srun are not on PATH here; "
+    "hydra/launcher=submitit_local or local_parallel runs the same jobs on this machine"
+)
 
 
-def test_the_slurm_launcher_without_slurm_is_refused_before_the_sweep_folder_exists(cli, tmp_path) -> None:
-    sweep = tmp_path / "sweep"
-    result = cli("train.py", "-m", "hydra/launcher=slurm", f"hydra.sweep.dir={sweep}", "seed=1,2", env={"PATH": "/bin"})
+# What the library underneath would refuse only once the run or sweep folder exists (wandb validates WANDB_MODE in
+# wandb.init, submitit looks for srun when the sweep starts) is refused up front, creating nothing.
+@pytest.mark.parametrize(
+    ("script", "args", "env", "message"),
+    [
+        ("train.py", ["dry_run=false", "hydra.run.dir={out}"], {"WANDB_MODE": ""}, WANDB_MODE_REFUSED),
+        ("evaluate.py", ["run={tmp}"], {"WANDB_MODE": ""}, WANDB_MODE_REFUSED),
+        ("train.py", SLURM_SWEEP, {"PATH": "/bin"}, SLURM_REFUSED),
+    ],
+    ids=["wandb-mode-train", "wandb-mode-evaluate", "slurm-without-slurm"],
+)
+def test_refused_before_anything_exists(cli, script, args, env, message, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = cli(script, *(a.format(out=out, tmp=tmp_path) for a in args), env=env)
     assert result.returncode == 2, result.stderr
-    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
-    assert line == (
-        "error: hydra/launcher=slurm needs a SLURM cluster, but sbatch and srun are not on PATH here; "
-        "hydra/launcher=submitit_local or local_parallel runs the same jobs on this machine"
-    )
-    assert not sweep.exists()
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [message]
+    assert not out.exists()
 
 
 def test_train_help_lists_groups_choices_and_keys(cli) -> None:

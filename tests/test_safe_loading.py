@@ -341,22 +341,11 @@ def test_evaluate_command_refuses_a_dqn_with_nan_weights(cli, sb3_zip, tmp_path)
 @pytest.fixture(scope="module")
 def unfinished_run(tmp_path_factory) -> Path:
     """A run stopped after its first checkpoint (step 128 of 256): resume= continues from it."""
-    from tests.conftest import run_cli
+    from tests.conftest import TINY_SPARSE_FLS, run_cli
 
     run_dir = tmp_path_factory.mktemp("unfinished") / "run"
-    result = run_cli(
-        "train.py",
-        "model=sparse_fls",
-        "env=Breakout",
-        "env.num_envs=2",
-        "ppo.n_steps=64",
-        "ppo.batch_size=64",
-        "total_timesteps=256",
-        "checkpoint_every=128",
-        "logger.wandb.mode=disabled",
-        "logger.tensorboard=false",
-        f"hydra.run.dir={run_dir}",
-    )
+    args = (*TINY_SPARSE_FLS, "total_timesteps=256", "checkpoint_every=128", f"hydra.run.dir={run_dir}")
+    result = run_cli("train.py", *args)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir / "final_model.zip").unlink()
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step_000000000128.zip"]

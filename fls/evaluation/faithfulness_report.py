@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fls.evaluation.report_runs import Report, evaluated_checkpoint, game_order, label_order
+from fls.evaluation.report_runs import Report, evaluated_checkpoint, game_order, label_order, numbers_differ
 from fls.evaluation.report_tables import csv_text
 from fls.rundir import atomic_write_text
 
@@ -87,7 +87,7 @@ def faithfulness_rows(report: Report, notes: list[str] | None = None) -> list[di
                 if key not in taken:
                     taken[key] = (folder, values)
                     cells.setdefault((run.game, run.label, baseline, method), []).append(values)
-                elif _differ(taken[key][1], values) and notes is not None:
+                elif numbers_differ(taken[key][1], values) and notes is not None:
                     first = taken[key][0].name
                     notes.append(
                         f"{run.name}: faithfulness of {method} ({baseline} baseline) differs between {first} and "
@@ -118,11 +118,6 @@ def faithfulness_rows(report: Report, notes: list[str] | None = None) -> list[di
             row[metric], row[f"{metric}_std"] = _mean_std([v[metric] for v in found], report.ddof)
         rows.append(row)
     return rows
-
-
-def _differ(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether two runs' numbers for one method differ (NaN equals NaN)."""
-    return any(a[k] != b[k] and not (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
 
 
 def faithfulness_markdown(rows: Sequence[dict[str, Any]], ddof: int, notes: Sequence[str] = ()) -> str:

@@ -4,7 +4,6 @@ files (:mod:`fls.evaluation.faithfulness_results`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +28,7 @@ from fls.evaluation.faithfulness import (
 )
 from fls.evaluation.faithfulness_results import FaithfulnessResult, log_to_wandb, write_outputs
 from fls.locks import LOCK_FILE, hold, remove_orphans
-from fls.rundir import make_dirs
+from fls.rundir import make_dirs, refuse_other_results
 
 if TYPE_CHECKING:
     from fls.evaluation.loading import Loaded
@@ -108,7 +107,7 @@ def faithfulness_task(cfg: DictConfig, loaded: Loaded) -> Path:
     make_dirs(out)
     with hold(out / LOCK_FILE, f"faithfulness results in {out}"):  # one writer per results folder
         remove_orphans(out)
-        check_same_identity(out, identity)
+        refuse_other_results(out, identity, "faithfulness")
         return _compute_and_write(cfg, loaded, s, methods, out)
 
 
@@ -136,28 +135,6 @@ def result_identity(cfg: DictConfig, loaded: Loaded, s: Mapping[str, Any], metho
         "gradcam_rectified": bool(cfg.saliency.get("gradcam_rectified", False)),
         "layer": cfg.saliency.layer,
     }
-
-
-def check_same_identity(out: Path, identity: Mapping[str, Any]) -> None:
-    """Refuse to replace results in ``out`` made from another model or with other settings."""
-    path = out / "summary.json"
-    if not path.is_file():
-        return
-    try:
-        earlier = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        earlier = None
-    if not isinstance(earlier, dict):
-        differs = "results of an unknown set-up"
-    else:
-        key = next((k for k in identity if earlier.get(k) != identity[k]), None)
-        if key is None:
-            return  # the same computation again: it gives the same numbers
-        differs = f"results with {key}={earlier.get(key)!r}, not {identity[key]!r}"
-    raise ConfigError(
-        f"{out} already holds faithfulness {differs}; give faithfulness.out=<another folder> to keep both, "
-        f"or delete {out} to replace them"
-    )
 
 
 def _compute_and_write(cfg: DictConfig, loaded: Loaded, s: dict[str, Any], methods: dict, out: Path) -> Path:

@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from fls.errors import ConfigError
 from fls.evaluation.video_task import output_dir, saliency_methods, saliency_target
 from fls.locks import LOCK_FILE, hold, remove_orphans
-from fls.rundir import atomic_write_text, make_dirs
+from fls.rundir import atomic_write_text, make_dirs, refuse_other_results
 
 if TYPE_CHECKING:
     from fls.evaluation.loading import Loaded
@@ -35,7 +35,7 @@ def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
     out = make_dirs(folder)
     with hold(out / LOCK_FILE, f"gaze results in {out}"):  # one writer per results folder
         remove_orphans(out)
-        check_same_settings(out, settings)
+        refuse_other_results(out, settings, "gaze", recorded=lambda summary: summary.get("settings"))
         return _score_and_write(cfg, loaded, trials, methods, target, out, settings)
 
 
@@ -64,28 +64,6 @@ def gaze_folder(settings: dict[str, Any]) -> str:
     """The default folder below <run>/gaze/, named by what it scores so that another checkpoint, game or set of
     methods never replaces it: ``final_model_Breakout_attention-gradcam``."""
     return f"{settings['checkpoint']}_{settings['game']}_{'-'.join(settings['methods'])}"
-
-
-def check_same_settings(out: Path, settings: dict[str, Any]) -> None:
-    """Refuse to replace results in ``out`` made from another model, other data or other settings."""
-    path = out / "summary.json"
-    if not path.is_file():
-        return
-    try:
-        earlier = json.loads(path.read_text()).get("settings")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        earlier = None
-    if earlier == settings:
-        return  # the same computation again: it gives the same numbers
-    if not isinstance(earlier, dict):
-        differs = "results of an unknown set-up"
-    else:
-        key = next(k for k in settings if earlier.get(k) != settings[k])
-        differs = f"results with {key}={earlier.get(key)!r}, not {settings[key]!r}"
-    raise ConfigError(
-        f"{out} already holds gaze {differs}; give gaze.out=<another folder> to keep both, "
-        f"or delete {out} to replace them"
-    )
 
 
 def _score_and_write(

@@ -8,7 +8,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -374,7 +374,7 @@ def read_run_gaze(run_dir: Path, checkpoint: str | None = None) -> RunGaze:
                 found.metrics[key], source[key] = metrics, path.parent
                 known = isinstance(settings, dict)
                 found.settings[key] = {k: settings.get(k) for k in GAZE_SETTING_KEYS} if known else None
-            elif _differ(found.metrics[key], metrics):
+            elif numbers_differ(found.metrics[key], metrics):
                 found.notes.append(
                     f"{run_dir.name}: gaze results for {key[0]} {key[1]} differ between {source[key].name} and "
                     f"{path.parent.name} (other settings); the table uses {source[key].name}"
@@ -382,8 +382,8 @@ def read_run_gaze(run_dir: Path, checkpoint: str | None = None) -> RunGaze:
     return found
 
 
-def _differ(a: dict[str, float], b: dict[str, float]) -> bool:
-    """Whether two sets of gaze numbers differ (NaN equals NaN: both undefined)."""
+def numbers_differ(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    """Whether two sets of numbers by name differ (NaN equals NaN: both undefined; a missing one is NaN)."""
     nan = math.nan
     return any(
         a.get(k, nan) != b.get(k, nan) and not (math.isnan(a.get(k, nan)) and math.isnan(b.get(k, nan))) for k in a | b
