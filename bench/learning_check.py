@@ -11,20 +11,26 @@ gamma 0.99, GAE 0.95):
 * ``sb3_cnn``         - SB3 ``PPO("CnnPolicy")`` on ``make_atari_env`` + ``VecFrameStack(4)`` (clip_range_vf 0.1,
   SB3's own value loss), the rl-zoo3-style pipeline;
 
-and plays 100 whole games with uniformly random actions. Reported per system: the mean unclipped return of the
-last 100 training games (SB3's ``rollout/ep_rew_mean`` at the end of training), as a markdown table and a plot of
-that return against frames (one line per system, mean over seeds). Slow (about an hour and a half of a 2-core CPU
-for all three systems at 1M frames); not run in CI. Every run keeps its directory under
+and plays 100 whole games with uniformly random actions. Every system's final model is then scored with one
+protocol, fls's ``evaluate.py`` (it reads SB3 zips, so SB3's model plays exactly the episodes fls's do):
+``--eval-episodes`` (512) seeded episodes with sampled actions, unclipped game score. Reported per system: that
+evaluation's mean, std, 95% CI of the mean and episode count — the headline — beside the mean unclipped return of
+the last 100 training games (SB3's ``rollout/ep_rew_mean`` at the end of training; a window over games played by
+many successive policies, which one outlier game moves by points), as a markdown table and a plot of the window
+against frames (one line per system, mean over seeds). Slow (about an hour and a half of a 2-core CPU for all three
+systems at 1M frames, plus a few minutes per evaluation); not run in CI. Every run keeps its directory under
 ``bench/results/learning/<system>_seed<seed>/`` (the fls ones are ordinary run directories, usable by evaluate.py),
 and a finished run is not trained again, so an interrupted check continues where it stopped (an unfinished run is
 started over). ``--report-only`` tabulates runs that are still going or were cut short, comparing the systems at
-the frames every run has reached. Writes ``bench/results/learning_check.{json,md,png}``.
+the frames every run has reached (and evaluates only the runs that finished). An interrupted evaluation continues
+its records. Writes ``bench/results/learning_check.{json,md,png}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -151,6 +157,29 @@ def read_curve(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array([float(r[STEPS]) for r in rows]), np.array([float(r[RETURN]) for r in rows])
 
 
+EVAL_DIR = "eval_final_model"  # inside each run directory: the evaluation's records and summary.json
+
+
+def evaluate(system: str, game: str, run_dir: Path, episodes: int, log: Path) -> dict | None:
+    """Score a finished run's final model with fls's evaluate.py (the same protocol for every system); returns its
+    summary.json (mean, std, sem, ci95, episodes, ...). Resumable: evaluate.py continues the records it finds."""
+    source = [f"run={run_dir}"] if system.startswith("fls_") else [f"checkpoint={run_dir / 'final_model.zip'}"]
+    source += [] if system.startswith("fls_") else [f"env={game}"]
+    command = [
+        sys.executable,
+        str(ROOT / "evaluate.py"),
+        *source,
+        f"eval.episodes={episodes}",
+        f"eval.out={run_dir / EVAL_DIR}",
+        "device=cpu",
+        "logger.wandb.mode=disabled",
+    ]
+    print(f"{system}: evaluating the final model on {episodes} episodes (log {log})", flush=True)
+    with open(log, "a") as handle:
+        subprocess.run(command, check=True, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+    return json.loads((run_dir / EVAL_DIR / "summary.json").read_text())
+
+
 def finished(run_dir: Path) -> bool:
     return (run_dir / "final_model.zip").is_file() and (run_dir / PROGRESS).is_file()
 
@@ -193,8 +222,8 @@ def plot(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], random_return: 
             ax.fill_between(grid * 4 / 1e6, values.min(axis=0), values.max(axis=0), alpha=0.2)
     ax.axhline(random_return, color="grey", linestyle="--", label="random policy")
     ax.set_xlabel("frames (millions)")
-    ax.set_ylabel("mean return of the last 100 games")
-    ax.set_title(f"{game}: PPO, paper hyperparameters")
+    ax.set_ylabel("mean return of the last 100 training games")
+    ax.set_title(f"{game}: PPO, paper hyperparameters (training window of 100 games)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -203,13 +232,43 @@ def plot(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], random_return: 
     plt.close(fig)
 
 
+def table(results: list[dict], curves: dict, random_return: float, game: str, budget: str) -> str:
+    """The markdown table: each system's evaluated score (the headline) beside its training window."""
+    lines = [
+        f"{game}, {budget}. Evaluation: the final model, fls's protocol (seeded episodes, sampled actions, unclipped "
+        "score; mean ± std over episodes, 95% CI of the mean); window: mean return of the last 100 training games.",
+        "",
+        "| system | evaluated score | 95% CI | episodes | last 100 training games | seeds |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for system in curves:
+        mine = [r for r in results if r["system"] == system]
+        window = np.mean([r["last100_at_common_frames"] for r in mine])
+        scored = [r for r in mine if r.get("eval_mean") is not None]
+        if scored and len(scored) == len(mine):
+            # pooled over seeds' episodes when several seeds (each seed plays the same number of episodes)
+            mean = float(np.mean([r["eval_mean"] for r in scored]))
+            episodes = sum(int(r["eval_episodes"]) for r in scored)
+            std = float(np.sqrt(np.mean([r["eval_std"] ** 2 + (r["eval_mean"] - mean) ** 2 for r in scored])))
+            sem = std / np.sqrt(episodes)
+            score, ci = f"**{mean:.2f}** ± {std:.2f}", f"{mean - 1.96 * sem:.2f} – {mean + 1.96 * sem:.2f}"
+        else:
+            score, ci, episodes = "not evaluated", "", ""
+        lines.append(f"| {SYSTEMS[system]} | {score} | {ci} | {episodes} | {window:.2f} | {len(mine)} |")
+    lines.append(f"| random policy (100 games) | {random_return:.2f} | | 100 | | |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=1_000_000, help="raw frames (4 per agent step)")
     parser.add_argument("--game", default="Breakout")
     parser.add_argument("--seeds", default="1", help="comma-separated training seeds")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, of {', '.join(SYSTEMS)}")
-    parser.add_argument("--jobs", type=int, default=len(SYSTEMS), help="runs trained at the same time")
+    parser.add_argument("--jobs", type=int, default=len(SYSTEMS), help="runs trained (and evaluated) at the same time")
+    parser.add_argument(
+        "--eval-episodes", type=int, default=512, help="episodes of each final model's evaluation (0: none)"
+    )
     parser.add_argument(
         "--report-only",
         action="store_true",
@@ -237,6 +296,18 @@ def main() -> None:
         with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
             run_dirs = list(pool.map(lambda job: run_one(job[0], args.game, steps, job[1]), jobs))
     random_return = random_policy_return(args.game, 100, seeds[0])
+    evaluations: list[dict | None] = [None] * len(jobs)
+    if args.eval_episodes > 0:
+        todo = [i for i, run_dir in enumerate(run_dirs) if finished(run_dir)]
+
+        def score(i: int) -> dict | None:
+            system, seed = jobs[i]
+            log = run_dirs[i].parent / f"{system}_seed{seed}.eval.log"
+            return evaluate(system, args.game, run_dirs[i], args.eval_episodes, log)
+
+        with ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            for i, summary in zip(todo, pool.map(score, todo), strict=True):
+                evaluations[i] = summary
 
     curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for (system, _), run_dir in zip(jobs, run_dirs, strict=True):
@@ -244,9 +315,13 @@ def main() -> None:
     # Compare at equal budget: the frames every run has reached (all of the budget once every run finished).
     common = min(float(steps_seen[-1]) for runs in curves.values() for steps_seen, _ in runs)
     results = []
-    for (system, seed), run_dir in zip(jobs, run_dirs, strict=True):
+    for (system, seed), run_dir, summary in zip(jobs, run_dirs, evaluations, strict=True):
         steps_seen, returns = read_curve(run_dir)
         at_common = float(returns[np.searchsorted(steps_seen, common, side="right") - 1])
+        evaluated = {}
+        if summary is not None:
+            keys = ("episodes", "mean", "std", "sem", "ci95", "median", "min", "max", "seed")
+            evaluated = {f"eval_{key}": summary.get(key) for key in keys}
         results.append(
             {
                 "system": system,
@@ -256,27 +331,24 @@ def main() -> None:
                 "frames_trained": int(steps_seen[-1]) * 4,
                 "last100_at_common_frames": at_common,
                 "last100_at_end": float(returns[-1]),
+                **evaluated,
             }
         )
     complete = all(r["finished"] for r in results)
     budget = f"{args.frames:,} frames" if complete else f"{int(common) * 4:,} of {args.frames:,} frames (cut short)"
-    lines = [
-        f"| system | {args.game}, {budget}: mean return of the last 100 games | seeds | per seed |",
-        "|---|---|---|---|",
-    ]
-    for system in curves:
-        mine = [r for r in results if r["system"] == system]
-        per_seed = ", ".join(f"{r['last100_at_common_frames']:.1f}" for r in mine)
-        mean = np.mean([r["last100_at_common_frames"] for r in mine])
-        lines.append(f"| {SYSTEMS[system]} | {mean:.2f} | {len(mine)} | {per_seed} |")
-    lines.append(f"| random policy (100 games) | {random_return:.2f} | | |")
-    markdown = "\n".join(lines)
+    markdown = table(results, curves, random_return, args.game, budget)
     plot(curves, random_return, args.game, RESULTS_DIR / "learning_check.png")
     (RESULTS_DIR / "learning_check.md").write_text(markdown + "\n")
     payload = {
         "benchmark": "learning_check",
         "machine": machine(),
-        "settings": {"frames": args.frames, "game": args.game, "seeds": seeds, "systems": systems},
+        "settings": {
+            "frames": args.frames,
+            "game": args.game,
+            "seeds": seeds,
+            "systems": systems,
+            "eval_episodes": args.eval_episodes,
+        },
         "complete": complete,
         "common_frames": int(common) * 4,
         "results": results,

@@ -162,6 +162,12 @@ class AfterTrainingConfig:
 
     eval_episodes: int = key("> 0: evaluate the final model on this many episodes", ge=0, main=True)
     eval_num_envs: int = key("envs of that evaluation", ge=1)
+    eval_seed: int | None = key(
+        "first episode seed of that evaluation; null: evaluate.py's eval.seed (records in eval/final_model/), another"
+        " value keeps its records apart (eval/final_model_seed<N>/)",
+        ge=0,
+        le=MAX_SEED,
+    )
     video: bool = key("record a saliency video of one game", main=True)
     video_methods: list[str] = key("saliency methods of that video", choices=SALIENCY_METHODS)
     video_steps: int = key("agent steps of that video at most", ge=1)

@@ -428,29 +428,11 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
     return model
 
 
-def training_objective(model: AttentionPPO | None, run_dir: Path) -> float:
-    """The mean return of the last (up to) 100 whole training games: SB3's episode buffer, or for a run that was
-    already finished, the last ``rollout/ep_rew_mean`` in progress.csv; NaN when no game finished."""
-    if model is not None and model.ep_info_buffer:
-        return float(sum(info["r"] for info in model.ep_info_buffer) / len(model.ep_info_buffer))
-    import csv
-
-    from fls.logging import PROGRESS_FILE
-
-    last = float("nan")
-    if (run_dir / PROGRESS_FILE).is_file():
-        with open(run_dir / PROGRESS_FILE, newline="") as handle:
-            for row in csv.DictReader(handle):
-                if row.get("rollout/ep_rew_mean"):  # empty in rows logged before the first game ended
-                    last = float(row["rollout/ep_rew_mean"])
-    return last
-
-
 def main(cfg: DictConfig) -> float | None:
     """Hydra task of train.py: validate, then train and run the after-training steps holding the run's lock.
 
     Returns the run's objective for sweepers (Optuna): the after-training evaluation's mean score when one runs,
-    else the mean return of the last 100 training games (NaN when none finished)."""
+    else the mean return of the last 100 training games (NaN when none finished); see fls/objective.py."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -482,6 +464,21 @@ def main(cfg: DictConfig) -> float | None:
         except TrainingStopped as stopped:  # in a sweep, one job's end does not end the others (fls/sweep.py)
             return job_stopped(sweep_dir, job, run_dir, str(stopped), stopped.exit_code, stopped.interrupted)
         stats = after_training(cfg, run_dir)
-    objective = float(stats["mean"]) if stats else training_objective(model, run_dir)
-    print(f"objective: {objective:g} ({'evaluation mean' if stats else 'mean return of the last 100 training games'})")
-    return objective
+    return report_objective(model, run_dir, stats)
+
+
+def report_objective(model: AttentionPPO | None, run_dir: Path, stats: dict[str, Any] | None) -> float:
+    """Print, record (``objective.json``) and return the run's objective (fls/objective.py)."""
+    from fls import objective
+
+    if stats:
+        result = objective.from_evaluation(stats)
+    elif model is not None and model.ep_info_buffer:
+        result = objective.from_training_window([info["r"] for info in model.ep_info_buffer])
+    else:  # a run that had already finished: its last logged window
+        from fls.logging import PROGRESS_FILE
+
+        result = objective.from_progress(run_dir / PROGRESS_FILE)
+    objective.write(run_dir, result)
+    print(f"objective: {result.describe()}", flush=True)
+    return result.value

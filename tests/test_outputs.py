@@ -4,9 +4,11 @@ and the training objective a sweeper optimises."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fls.errors import ConfigError
@@ -67,14 +69,35 @@ def test_records_of_another_protocol_name_the_override(tmp_path) -> None:
     assert path.read_bytes() == before
 
 
-def test_training_objective_from_progress_csv(tmp_path) -> None:
-    from fls.train import training_objective
+def test_objective_from_progress_csv(tmp_path) -> None:
+    from fls.objective import TRAINING_WINDOW, from_progress
 
-    assert training_objective(None, tmp_path) != training_objective(None, tmp_path)  # NaN: no progress.csv
+    assert math.isnan(from_progress(tmp_path / "progress.csv").value)  # no progress.csv
     (tmp_path / "progress.csv").write_text(
-        "time/total_timesteps,rollout/ep_rew_mean\n1024,\n2048,1.5\n3072,2.25\n4096,\n"
+        "time/total_timesteps,rollout/ep_rew_mean\n1024,\n2048,1.5\n3072,2.25\n4096,\n5120,2.2"  # torn last row
     )
-    assert training_objective(None, tmp_path) == 2.25  # the last logged mean of the last 100 games
+    found = from_progress(tmp_path / "progress.csv")
+    assert (found.value, found.source) == (2.25, TRAINING_WINDOW)  # the last whole row's mean of the last 100 games
+
+
+def test_objective_names_its_source_and_standard_error(tmp_path) -> None:
+    """An evaluation's objective says so, with its episodes, seed and standard error; the training window's
+    says it is the window; objective.json is strict JSON (NaN -> null) and reads back the same."""
+    from fls import objective
+
+    evaluated = objective.from_evaluation({"mean": 8.66, "sem": 0.157, "episodes": 512, "seed": 100000})
+    assert evaluated.describe() == "8.66 ± 0.157 (mean of a 512-episode evaluation seeded 100000.., ± standard error)"
+    window = objective.from_training_window([1.0, 2.0, 3.0, 10.0])
+    assert (window.value, window.games) == (4.0, 4)
+    assert window.standard_error == pytest.approx(np.std([1, 2, 3, 10], ddof=1) / 2)
+    assert "last 4 training games (no evaluation ran)" in window.describe()
+    lonely = objective.from_training_window([7.0])  # one game: no standard error
+    objective.write(tmp_path, lonely)
+    text = (tmp_path / objective.OBJECTIVE_FILE).read_text()
+    assert "NaN" not in text and json.loads(text)["standard_error"] is None
+    back = objective.read(tmp_path)
+    assert (back.value, back.source, back.games) == (7.0, objective.TRAINING_WINDOW, 1)
+    assert math.isnan(back.standard_error)
 
 
 @pytest.mark.slow

@@ -11,14 +11,19 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from fls.evaluation.episodes import evaluate_episodes
+from fls.evaluation.episodes import evaluate_episodes, evaluation_dir
 from fls.evaluation.loading import evaluation_config, load
+from fls.rundir import FINAL_MODEL
 
 
 def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     """What the config asks for once the budget is reached: an evaluation (evaluate.py's protocol) and a
     saliency video, both written into the run directory as evaluate.py would. Returns the evaluation's
-    statistics (None when none ran)."""
+    statistics, with the first ``seed`` and the ``records`` folder (None when none ran).
+
+    ``after_training.eval_seed`` null plays evaluate.py's own episodes (its ``eval.seed``, records in
+    ``eval/final_model/``, which ``evaluate.py run=<run>`` continues); another seed keeps its records apart, in
+    ``eval/final_model_seed<seed>/``, so that a search can select on episodes the final evaluation never plays."""
     after = cfg.after_training
     common = {
         "run": str(run_dir),
@@ -30,9 +35,16 @@ def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     episodes = int(after.eval_episodes)
     if episodes > 0:
         print(f"evaluating the final model on {episodes} episodes")
-        stats = evaluate_episodes(
-            evaluation_config(**common, **{"eval.episodes": episodes, "eval.num_envs": int(after.eval_num_envs)})
-        )
+        settings = {"eval.episodes": episodes, "eval.num_envs": int(after.eval_num_envs)}
+        seed = int(evaluation_config().eval.seed)
+        if after.get("eval_seed") is not None and int(after.eval_seed) != seed:
+            seed = int(after.eval_seed)
+            settings["eval.seed"] = seed
+            settings["eval.out"] = str(run_dir / "eval" / f"{Path(FINAL_MODEL).stem}_seed{seed}")
+        eval_cfg = evaluation_config(**common, **settings)
+        stats = evaluate_episodes(eval_cfg)
+        if stats is not None:
+            stats = {**stats, "seed": seed, "records": str(evaluation_dir(eval_cfg, run_dir / FINAL_MODEL, run_dir))}
     if after.video:
         from fls.evaluation.video_task import saliency_video
 

@@ -12,7 +12,9 @@ makes a killed search hard to continue:
   into the folder of trial 0 of the first);
 - a trial whose objective is missing or NaN (no game finished within its budget) is marked failed and the search
   goes on (Optuna refuses NaN and the plugin then stops the whole search);
-- each trial's folder, parameters and objective are printed as it ends.
+- each trial's folder, parameters and objective are printed as it ends, the objective with what it is and its
+  standard error (the run's objective.json, fls/objective.py), which the study also keeps as the trial's user
+  attributes ``objective_source``, ``objective_games`` and ``objective_standard_error``.
 
 Lives under ``hydra_plugins`` because Hydra instantiates sweepers from that package only.
 """
@@ -24,6 +26,8 @@ import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from fls.objective import read as read_objective
 
 try:
     from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
@@ -111,8 +115,16 @@ def run_search(impl: Any, arguments: list[str]) -> None:
                 study.tell(trial, state=TrialState.FAIL)
                 print(f"{line} -> no objective (marked failed)", flush=True)
             else:
+                recorded = read_objective(Path(str(folder))) if folder else None
+                described = f"{float(value):g}"
+                if recorded is not None and recorded.value == float(value):
+                    described = recorded.describe()
+                    trial.set_user_attr("objective_source", recorded.source)
+                    trial.set_user_attr("objective_games", recorded.games)
+                    if math.isfinite(recorded.standard_error):
+                        trial.set_user_attr("objective_standard_error", recorded.standard_error)
                 study.tell(trial, float(value))
-                print(f"{line} -> {float(value):g}", flush=True)
+                print(f"{line} -> {described}", flush=True)
         job += batch
         remaining -= batch
 
