@@ -186,13 +186,41 @@ def test_randomisation_groups_of_each_architecture() -> None:
         nature = build_policy({"name": "nature_cnn"}, OBS_SPACE, gym.spaces.Discrete(4))
         sb3 = ActorCriticCnnPolicy(OBS_SPACE, gym.spaces.Discrete(4), lambda _: 2.5e-4)
         every = build_policy({"name": "sparse_fls", "attention_at": "every_conv"}, OBS_SPACE, gym.spaces.Discrete(4))
+        first = build_policy({"name": "sparse_fls", "attention_at": "conv1"}, OBS_SPACE, gym.spaces.Discrete(4))
         rs = build_policy({"name": "rs"}, OBS_SPACE, gym.spaces.Discrete(4))
     assert [g.name for g in randomisation_groups(sparse)] == ["heads", "hidden", "attention", "conv3", "conv2", "conv1"]
     assert [g.name for g in randomisation_groups(nature)] == ["heads", "hidden", "conv3", "conv2", "conv1"]
     assert [g.name for g in randomisation_groups(sb3)] == ["heads", "hidden", "conv3", "conv2", "conv1"]
-    assert len(randomisation_groups(every)[2].layers) == 6  # three FLS modules of two convs each
+    # Top-down by depth in the forward graph: each attention module just above the conv whose output it reads.
+    assert [g.name for g in randomisation_groups(every)] == [
+        "heads",
+        "hidden",
+        "attention_conv3",
+        "conv3",
+        "attention_conv2",
+        "conv2",
+        "attention_conv1",
+        "conv1",
+    ]
+    assert [g.name for g in randomisation_groups(first)] == ["heads", "hidden", "conv3", "conv2", "attention", "conv1"]
+    fls_modules = every.features_extractor.fls
+    assert [m for m, _ in randomisation_groups(every)[4].layers] == [fls_modules["1"].hidden, fls_modules["1"].score]
+    assert [g.name for g in randomisation_groups(rs)] == ["heads", "hidden", "attention", "conv3", "conv2", "conv1"]
     assert len(randomisation_groups(rs)[2].layers) == 2  # the 1x1 convs of the region-sensitive module
     assert [gain for _, gain in randomisation_groups(nature)[0].layers] == [0.01, 1.0]  # policy, value head
+
+
+def test_sanity_columns_are_labelled_by_what_was_reinitialised() -> None:
+    from fls.evaluation.faithfulness_results import step_label
+
+    assert step_label(FULL) == "fully re-initialised"  # not Adebayo's independent (one layer at a time) test
+    assert step_label("attention_conv2") == "attention at conv2"
+    assert [step_label(s) for s in ("heads", "hidden", "attention", "conv1")] == [
+        "heads",
+        "hidden 512",
+        "attention",
+        "conv1",
+    ]
 
 
 def test_cascading_randomisation_is_cumulative_seeded_and_leaves_the_model_alone() -> None:
@@ -390,6 +418,7 @@ def test_faithfulness_cli_end_to_end(cli, tiny_run, tmp_path) -> None:
     assert list((out / "wandb").glob("offline-run-*"))
     md = (out / "faithfulness.md").read_text()
     assert "| *random order* |" in md and "Spearman rank correlation" in md
+    assert "| fully re-initialised |" in md and "independent" not in md
 
     report = cli(
         "evaluate.py",
