@@ -13,6 +13,7 @@ import torch
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 from torch import nn
 
+from fls.errors import ConfigError
 from fls.evaluation.faithfulness import (
     auc,
     baseline_orders,
@@ -129,17 +130,46 @@ def test_ties_are_broken_by_the_shared_random_keys() -> None:
     assert np.array_equal(pixel_ranks(maps, tie_keys(2, 84 * 84, seed=0)), ranks)  # seeded
 
 
-def test_one_baseline_frame_for_all_frames() -> None:
-    """The mean baseline is one (1, C, H, W) stack; it gives what the same stack repeated per frame gives."""
+def test_mean_baseline_leaves_the_explained_frame_out() -> None:
+    """Each frame's mean baseline is the mean of the other frames: with two frames, deleting every pixel of one
+    gives the other; a single frame has no mean to be compared with and is refused (it used to be its own
+    baseline, so nothing was perturbed and every AUC equalled the clean probability)."""
     frames = region_frames(3)
-    net = RegionNet()
-    actions = net(frames).argmax(dim=1)
-    ranks = pixel_ranks(baseline_orders(3, (84, 84), seed=2)["random"], tie_keys(3, 84 * 84, seed=0))
+    frames[1, :, REGION[0], REGION[1]] = 0.0  # frame 1 does not light the region the net reads
     mean = baseline_stack(frames, "mean")
-    one = perturbation_curves(net, frames, mean, ranks, actions, PERCENTS, batch_size=8)
-    each = perturbation_curves(net, frames, mean.expand_as(frames), ranks, actions, PERCENTS, batch_size=8)
-    np.testing.assert_allclose(one.deletion, each.deletion, rtol=1e-6)
-    np.testing.assert_allclose(one.insertion, each.insertion, rtol=1e-6)
+    assert mean.shape == frames.shape
+    for i in range(3):
+        others = [j for j in range(3) if j != i]
+        np.testing.assert_allclose(mean[i].numpy(), frames[others].mean(dim=0).numpy(), rtol=1e-6)
+    net = RegionNet()
+    two = frames[:2]
+    ranks = pixel_ranks(baseline_orders(2, (84, 84), seed=2)["random"], tie_keys(2, 84 * 84, seed=0))
+    curves = perturbation_curves(
+        net, two, baseline_stack(two, "mean"), ranks, torch.zeros(2, dtype=torch.long), PERCENTS
+    )
+    swapped = torch.softmax(net(two.flip(0)), dim=1)[:, 0].numpy()
+    np.testing.assert_allclose(curves.deletion[:, -1], swapped, rtol=1e-6)
+    assert curves.deletion[0, -1] < curves.deletion[0, 0] - 0.5  # frame 0 loses its evidence
+    with pytest.raises(ConfigError, match="the mean of the other frames; 1 frame has none"):
+        baseline_stack(frames[:1], "mean")
+
+
+def test_a_single_frame_mean_baseline_is_refused_before_work_starts(tiny_run, tmp_path) -> None:
+    from tests.conftest import evaluate_refusal
+
+    out = tmp_path / "faithfulness"
+    refusal = evaluate_refusal(
+        "task=faithfulness",
+        f"run={tiny_run}",
+        "faithfulness.baseline=mean",
+        "faithfulness.frames=1",
+        f"faithfulness.out={out}",
+    )
+    assert refusal == (
+        "faithfulness.baseline=mean replaces a frame's pixels by the mean of the other frames: it needs "
+        "faithfulness.frames >= 2, got 1 (or use faithfulness.baseline=blur)"
+    )
+    assert not out.exists()
 
 
 def test_baseline_stacks() -> None:
@@ -148,9 +178,6 @@ def test_baseline_stacks() -> None:
     assert blurred.shape == frames.shape
     assert blurred[:, :, 40, 50].min() > 250  # inside the bright region
     assert blurred.std() < frames.std()
-    mean = baseline_stack(frames, "mean")
-    assert mean.shape == (1, 4, 84, 84)
-    np.testing.assert_allclose(mean[0].numpy(), frames.mean(dim=0).numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="faithfulness.baseline must be one of blur, mean"):
         baseline_stack(frames, "zeros")
 
