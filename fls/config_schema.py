@@ -55,6 +55,7 @@ TASKS = {
     "tree": "attention trees of chosen steps of a seeded game, as PNG and 3-D HTML (tree.*, saliency.*)",
 }
 FAITHFULNESS_BASELINES = ("blur", "mean")
+TREE_ROOTS = ("relevance", "attention")  # fls.saliency.tree.ROOTS
 WANDB_MODES = ("offline", "online", "disabled")
 SCHEDULES = ("linear", "constant")
 VALUE_LOSSES = ("baselines", "sb3")
@@ -292,6 +293,11 @@ class TreeConfig:
     n: int = key("children per node (and roots)", ge=1, main=True)
     depth: int | None = key("layers below the roots; null: down to the input pixels", ge=0)
     min_separation: int = key("sibling peaks at least this many cells of their layer apart", ge=0)
+    root: str = key(
+        "models with attention: roots at attention peaks weighted by the explained target's relevance | by the "
+        "attention alone (the same tree for every action)",
+        choices=TREE_ROOTS,
+    )
     steps: list[int] = key("agent steps of each game to explain", ge=0, main=True)
     out: str | None = key("null: <run>/trees/")
 

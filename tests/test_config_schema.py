@@ -13,7 +13,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from fls.cli import CONFIG_DIR, SchemaCheck, apply_aliases, check_composed, check_override_values, register_resolvers
-from fls.config_schema import SALIENCY_METHODS, TASKS, VALUE_LOSSES, VIDEO_FORMATS, check_config, leaf_keys
+from fls.config_schema import (
+    SALIENCY_METHODS,
+    TASKS,
+    TREE_ROOTS,
+    VALUE_LOSSES,
+    VIDEO_FORMATS,
+    check_config,
+    leaf_keys,
+)
 from fls.errors import ConfigError
 
 register_resolvers()
@@ -233,8 +241,10 @@ def test_choices_match_their_sources() -> None:
     from fls.evaluation.video_task import FORMATS
     from fls.ppo import ValueLoss
     from fls.saliency import METHODS
+    from fls.saliency.tree import ROOTS
 
     assert SALIENCY_METHODS == tuple(METHODS)
+    assert TREE_ROOTS == ROOTS
     assert tuple(TASKS) == tuple(EVALUATE_TASKS)
     assert VALUE_LOSSES == typing.get_args(ValueLoss)
     assert VIDEO_FORMATS == FORMATS

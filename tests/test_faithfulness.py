@@ -13,6 +13,7 @@ import torch
 from stable_baselines3.common.policies import ActorCriticCnnPolicy
 from torch import nn
 
+from fls.errors import ConfigError
 from fls.evaluation.faithfulness import (
     auc,
     baseline_orders,
@@ -129,17 +130,46 @@ def test_ties_are_broken_by_the_shared_random_keys() -> None:
     assert np.array_equal(pixel_ranks(maps, tie_keys(2, 84 * 84, seed=0)), ranks)  # seeded
 
 
-def test_one_baseline_frame_for_all_frames() -> None:
-    """The mean baseline is one (1, C, H, W) stack; it gives what the same stack repeated per frame gives."""
+def test_mean_baseline_leaves_the_explained_frame_out() -> None:
+    """Each frame's mean baseline is the mean of the other frames: with two frames, deleting every pixel of one
+    gives the other; a single frame has no mean to be compared with and is refused (it used to be its own
+    baseline, so nothing was perturbed and every AUC equalled the clean probability)."""
     frames = region_frames(3)
-    net = RegionNet()
-    actions = net(frames).argmax(dim=1)
-    ranks = pixel_ranks(baseline_orders(3, (84, 84), seed=2)["random"], tie_keys(3, 84 * 84, seed=0))
+    frames[1, :, REGION[0], REGION[1]] = 0.0  # frame 1 does not light the region the net reads
     mean = baseline_stack(frames, "mean")
-    one = perturbation_curves(net, frames, mean, ranks, actions, PERCENTS, batch_size=8)
-    each = perturbation_curves(net, frames, mean.expand_as(frames), ranks, actions, PERCENTS, batch_size=8)
-    np.testing.assert_allclose(one.deletion, each.deletion, rtol=1e-6)
-    np.testing.assert_allclose(one.insertion, each.insertion, rtol=1e-6)
+    assert mean.shape == frames.shape
+    for i in range(3):
+        others = [j for j in range(3) if j != i]
+        np.testing.assert_allclose(mean[i].numpy(), frames[others].mean(dim=0).numpy(), rtol=1e-6)
+    net = RegionNet()
+    two = frames[:2]
+    ranks = pixel_ranks(baseline_orders(2, (84, 84), seed=2)["random"], tie_keys(2, 84 * 84, seed=0))
+    curves = perturbation_curves(
+        net, two, baseline_stack(two, "mean"), ranks, torch.zeros(2, dtype=torch.long), PERCENTS
+    )
+    swapped = torch.softmax(net(two.flip(0)), dim=1)[:, 0].numpy()
+    np.testing.assert_allclose(curves.deletion[:, -1], swapped, rtol=1e-6)
+    assert curves.deletion[0, -1] < curves.deletion[0, 0] - 0.5  # frame 0 loses its evidence
+    with pytest.raises(ConfigError, match="the mean of the other frames; 1 frame has none"):
+        baseline_stack(frames[:1], "mean")
+
+
+def test_a_single_frame_mean_baseline_is_refused_before_work_starts(tiny_run, tmp_path) -> None:
+    from tests.conftest import evaluate_refusal
+
+    out = tmp_path / "faithfulness"
+    refusal = evaluate_refusal(
+        "task=faithfulness",
+        f"run={tiny_run}",
+        "faithfulness.baseline=mean",
+        "faithfulness.frames=1",
+        f"faithfulness.out={out}",
+    )
+    assert refusal == (
+        "faithfulness.baseline=mean replaces a frame's pixels by the mean of the other frames: it needs "
+        "faithfulness.frames >= 2, got 1 (or use faithfulness.baseline=blur)"
+    )
+    assert not out.exists()
 
 
 def test_baseline_stacks() -> None:
@@ -148,9 +178,6 @@ def test_baseline_stacks() -> None:
     assert blurred.shape == frames.shape
     assert blurred[:, :, 40, 50].min() > 250  # inside the bright region
     assert blurred.std() < frames.std()
-    mean = baseline_stack(frames, "mean")
-    assert mean.shape == (1, 4, 84, 84)
-    np.testing.assert_allclose(mean[0].numpy(), frames.mean(dim=0).numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="faithfulness.baseline must be one of blur, mean"):
         baseline_stack(frames, "zeros")
 
@@ -186,13 +213,41 @@ def test_randomisation_groups_of_each_architecture() -> None:
         nature = build_policy({"name": "nature_cnn"}, OBS_SPACE, gym.spaces.Discrete(4))
         sb3 = ActorCriticCnnPolicy(OBS_SPACE, gym.spaces.Discrete(4), lambda _: 2.5e-4)
         every = build_policy({"name": "sparse_fls", "attention_at": "every_conv"}, OBS_SPACE, gym.spaces.Discrete(4))
+        first = build_policy({"name": "sparse_fls", "attention_at": "conv1"}, OBS_SPACE, gym.spaces.Discrete(4))
         rs = build_policy({"name": "rs"}, OBS_SPACE, gym.spaces.Discrete(4))
     assert [g.name for g in randomisation_groups(sparse)] == ["heads", "hidden", "attention", "conv3", "conv2", "conv1"]
     assert [g.name for g in randomisation_groups(nature)] == ["heads", "hidden", "conv3", "conv2", "conv1"]
     assert [g.name for g in randomisation_groups(sb3)] == ["heads", "hidden", "conv3", "conv2", "conv1"]
-    assert len(randomisation_groups(every)[2].layers) == 6  # three FLS modules of two convs each
+    # Top-down by depth in the forward graph: each attention module just above the conv whose output it reads.
+    assert [g.name for g in randomisation_groups(every)] == [
+        "heads",
+        "hidden",
+        "attention_conv3",
+        "conv3",
+        "attention_conv2",
+        "conv2",
+        "attention_conv1",
+        "conv1",
+    ]
+    assert [g.name for g in randomisation_groups(first)] == ["heads", "hidden", "conv3", "conv2", "attention", "conv1"]
+    fls_modules = every.features_extractor.fls
+    assert [m for m, _ in randomisation_groups(every)[4].layers] == [fls_modules["1"].hidden, fls_modules["1"].score]
+    assert [g.name for g in randomisation_groups(rs)] == ["heads", "hidden", "attention", "conv3", "conv2", "conv1"]
     assert len(randomisation_groups(rs)[2].layers) == 2  # the 1x1 convs of the region-sensitive module
     assert [gain for _, gain in randomisation_groups(nature)[0].layers] == [0.01, 1.0]  # policy, value head
+
+
+def test_sanity_columns_are_labelled_by_what_was_reinitialised() -> None:
+    from fls.evaluation.faithfulness_results import step_label
+
+    assert step_label(FULL) == "fully re-initialised"  # not Adebayo's independent (one layer at a time) test
+    assert step_label("attention_conv2") == "attention at conv2"
+    assert [step_label(s) for s in ("heads", "hidden", "attention", "conv1")] == [
+        "heads",
+        "hidden 512",
+        "attention",
+        "conv1",
+    ]
 
 
 def test_cascading_randomisation_is_cumulative_seeded_and_leaves_the_model_alone() -> None:
@@ -390,6 +445,7 @@ def test_faithfulness_cli_end_to_end(cli, tiny_run, tmp_path) -> None:
     assert list((out / "wandb").glob("offline-run-*"))
     md = (out / "faithfulness.md").read_text()
     assert "| *random order* |" in md and "Spearman rank correlation" in md
+    assert "| fully re-initialised |" in md and "independent" not in md
 
     report = cli(
         "evaluate.py",

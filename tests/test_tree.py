@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from fls.errors import ConfigError
+from fls.models import build_policy
 from fls.saliency import get_method
 from fls.saliency.tree import AttentionTree, attention_trees, find_peaks
 from fls.saliency.tree_views import tree_image, write_html, write_png
@@ -168,6 +169,118 @@ def test_children_contributions_are_activation_times_gradient(atari_obs: torch.T
             assert child.contribution == pytest.approx(float(peak), rel=1e-4)  # a local peak
 
 
+# --- the z^B rule at the input pixels --------------------------------------------------------------------------------
+
+
+class OneConv(BaseFeaturesExtractor):
+    """uint8 1x6x6 (SB3 divides by 255) -> conv 1->2 (k3, s1, pad 1, with bias) -> ReLU -> 72 features."""
+
+    def __init__(self, observation_space: gym.spaces.Box):
+        super().__init__(observation_space, features_dim=72)
+        self.convs = nn.ModuleList([nn.Conv2d(1, 2, 3, padding=1)])
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.convs[0](observations)).flatten(1)
+
+
+def test_input_pixels_follow_the_zb_rule() -> None:
+    """From conv1 to the pixels: R_i = sum_c v_c (x_i W - l W+ - h W-), v_c = w_c z_c / Z^B_c, bounds l = 0, h = 1
+    (255 after SB3's /255; 0 in the conv's zero padding), computed here by hand. Black pixels under negative
+    weights get relevance (LRP-0 gives them none), and nothing is left in the bias: the pixels add up to the root."""
+    torch.manual_seed(0)
+    space = gym.spaces.Box(0, 255, (1, 6, 6), np.uint8)
+    policy = ActorCriticPolicy(
+        space, gym.spaces.Discrete(2), lambda _: 0.0, net_arch=[], features_extractor_class=OneConv
+    )
+    conv = policy.features_extractor.convs[0]
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[[[1.0, -2.0, 0.5], [-1.0, 2.0, -0.5], [0.3, -0.7, 1.0]]]] * 2))
+        conv.weight[1] *= -0.5
+        conv.bias.copy_(torch.tensor([0.4, 0.2]))
+    obs = np.zeros((1, 1, 6, 6), np.uint8)
+    obs[0, 0, 2, 2], obs[0, 0, 3, 4], obs[0, 0, 1, 3] = 255, 128, 60
+    (tree,) = attention_trees(policy, obs, actions=[0], n=1, min_separation=1)
+    root = tree.nodes[0]
+    assert tree.root == "gradient" and root.level == 1
+
+    x = torch.as_tensor(obs, dtype=torch.float32) / 255.0
+    z = conv(x)
+    logits = policy.action_net(F.relu(z).flatten(1))
+    (grad,) = torch.autograd.grad(logits[0, 0], z)
+    w, zc = grad[0, :, root.y, root.x].detach(), z[0, :, root.y, root.x].detach()
+    W = conv.weight.detach()
+    padded = F.pad(x, (1, 1, 1, 1))[0, 0]
+    high = F.pad(torch.ones(1, 1, 6, 6), (1, 1, 1, 1))[0, 0]  # 1 inside the image, 0 in the padding
+    window = (slice(root.y, root.y + 3), slice(root.x, root.x + 3))  # padded coordinates
+    terms = torch.zeros(2, 3, 3)
+    for c in range(2):
+        for i in range(3):
+            for j in range(3):
+                xi, hi, wij = padded[window][i, j], high[window][i, j], W[c, 0, i, j]
+                terms[c, i, j] = xi * wij - hi * min(float(wij), 0.0)  # l = 0
+    relevance = ((w * zc / terms.sum(dim=(1, 2)))[:, None, None] * terms).sum(dim=0)
+    assert float(relevance.sum()) == pytest.approx(root.contribution, rel=1e-5)  # conservation, bias included
+    assert root.contribution == pytest.approx(float((w * zc).sum()), rel=1e-5)
+    children = [tree.nodes[i] for i in tree.children(0)]
+    assert children
+    for child in children:
+        expected = relevance[child.y - root.y + 1, child.x - root.x + 1]
+        assert child.contribution == pytest.approx(float(expected), rel=1e-5)
+    black = (padded[window] == 0) & (high[window] > 0)
+    assert (relevance[black].abs() > 1e-3).any()  # LRP-0 (x W) would give every black pixel exactly 0
+    (lrp0_depth,) = attention_trees(policy, obs, actions=[0], n=1, min_separation=1, depth=0)
+    assert lrp0_depth.nodes == tree.nodes[:1]
+
+
+# --- roots weighted by the explained target's relevance -------------------------------------------------------------
+
+
+def attended_relevance(policy, obs: torch.Tensor, action: int) -> torch.Tensor:
+    """(h, w) sum_c T dy/dT at the deepest attended features T of a SparseFLS (LRP-0 of the logit there), by a
+    forward pass written out here."""
+    e = policy.features_extractor
+    x, leaf = obs.float() / 255.0, None
+    cut = max(int(k) for k in e.fls)
+    for i, conv in enumerate(e.convs):
+        x = F.relu(conv(x))
+        if str(i) in e.fls:
+            x = x * e.fls[str(i)](x)
+        if i == cut:
+            leaf = x = x.detach().requires_grad_(True)
+    logits = policy.action_net(policy.mlp_extractor(e.fc(x.flatten(1)))[0])
+    (grad,) = torch.autograd.grad(logits[0, action], leaf)
+    return (leaf * grad)[0].sum(dim=0).detach()
+
+
+@pytest.mark.parametrize("attention_at", ["conv3", "conv1"])
+def test_attention_roots_carry_the_target_s_relevance(attention_at: str, atari_obs: torch.Tensor) -> None:
+    torch.manual_seed(0)
+    policy = build_policy({"name": "sparse_fls", "attention_at": attention_at}, OBS_SPACE, gym.spaces.Discrete(4))
+    obs = atari_obs[:1]
+    by_action = {a: attention_trees(policy, obs, actions=[a], n=3, depth=1)[0] for a in (0, 1)}
+    plain = {a: attention_trees(policy, obs, actions=[a], n=3, depth=1, root="attention")[0] for a in (0, 1)}
+    value = attention_trees(policy, obs, "value", n=3, depth=1)[0]
+    assert plain[0].nodes == plain[1].nodes  # the attention alone: the same tree for every action
+    assert plain[0].root == "attention" and by_action[0].root == value.root == "relevance"
+    roots = {a: [n for n in t.nodes if n.parent is None] for a, t in by_action.items()}
+    assert [(n.y, n.x) for n in roots[0]] == [(n.y, n.x) for n in plain[0].nodes if n.parent is None]  # peaks
+    for action in (0, 1):
+        expected = attended_relevance(policy, obs, action)
+        for root in roots[action]:
+            assert root.contribution == pytest.approx(float(expected[root.y, root.x]), rel=1e-4, abs=1e-9)
+    assert [n.contribution for n in roots[0]] != [n.contribution for n in roots[1]]
+    assert [n.contribution for n in value.nodes] != [n.contribution for n in by_action[0].nodes]
+    assert "relevance of action 0" in by_action[0].root_text() and "same for every action" in plain[0].root_text()
+    assert by_action[0].to_dict()["root"] == "relevance"
+
+
+def test_attention_roots_need_a_model_with_attention(atari_obs: torch.Tensor) -> None:
+    with pytest.raises(ConfigError, match="tree.root=attention roots the tree at attention peaks; NatureCNN has no"):
+        attention_trees(policy_for("nature_cnn"), atari_obs[:1], root="attention")
+    with pytest.raises(ConfigError, match="root must be one of relevance, attention"):
+        get_method("tree", root="pixels")
+
+
 # --- every model ------------------------------------------------------------------------------------------------------
 
 
@@ -209,7 +322,7 @@ def test_trees_of_the_main_models(variant: str, atari_obs: torch.Tensor) -> None
     assert len(trees) == 2
     for tree in trees:
         check_tree(tree, 3)
-    expected_root = "attention" if variant == "sparse_fls" else "gradient"
+    expected_root = "relevance" if variant == "sparse_fls" else "gradient"
     assert trees[0].root == expected_root
     single = attention_trees(policy, atari_obs[1:], n=3)[0]
     # a batch grows the same trees as one at a time (up to float noise)
@@ -274,6 +387,7 @@ def test_html_is_self_contained_valid_plotly(atari_obs: torch.Tensor, tmp_path: 
     assert not re.search(r"<script[^>]*\bsrc=", text)  # nothing loaded from elsewhere
     assert len(text) > 1_000_000  # plotly.js inline: opens offline
     data, layout = plotly_json(path)
+    assert layout["title"]["text"] == f"a tree<br><sub>{tree.root_text()}</sub>"  # which roots the figure shows
     figure = go.Figure(data=data, layout=layout)  # validates every trace and layout property
     markers = [t for t in figure.data if t.type == "scatter3d" and t.mode == "markers"]
     assert sum(len(t.x) for t in markers) == len(tree.nodes)
@@ -321,9 +435,12 @@ def test_the_tree_options_reach_a_video_s_tree_panel(tiny_run: Path) -> None:
     from fls.evaluation.video_task import saliency_methods
     from tests.conftest import compose_config
 
-    cfg = compose_config("evaluate", [f"run={tiny_run}", "saliency=[tree]", "tree.n=2", "tree.depth=1", "video=true"])
+    args = [f"run={tiny_run}", "saliency=[tree]", "tree.n=2", "tree.depth=1", "tree.root=attention", "video=true"]
+    cfg = compose_config("evaluate", args)
     (method,) = saliency_methods(cfg, load(cfg)).values()
-    assert (method.n, method.depth, method.min_separation) == (2, 1, 2)
+    assert (method.n, method.depth, method.min_separation, method.root) == (2, 1, 2, "attention")
+    default = compose_config("evaluate", [f"run={tiny_run}", "saliency=[tree]"])
+    assert default.tree.root == "relevance"
 
 
 # --- the command line ------------------------------------------------------------------------------------------------
@@ -346,7 +463,11 @@ def test_tree_task_writes_png_html_json_and_logs(cli, tiny_run: Path) -> None:
         stem = out / f"final_model_Breakout_seed2000_game1_step{step:06d}"
         assert stem.with_suffix(".png").is_file() and stem.with_suffix(".html").is_file()
         record = json.loads(stem.with_suffix(".json").read_text())
-        assert record["step"] == step and record["n"] == 2 and record["root"] == "attention"
+        assert record["step"] == step and record["n"] == 2 and record["root"] == "relevance"
+        assert (
+            record["tree_root"] == "relevance"
+            and "roots: attention peaks, weighted by the relevance" in record["root_text"]
+        )
         assert min(node["level"] for node in record["nodes"]) == 0
     assert "2 attention trees (n=2)" in result.stdout
     assert list((out / "wandb").glob("offline-run-*")), "logged to W&B (offline)"

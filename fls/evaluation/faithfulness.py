@@ -12,7 +12,8 @@
    map's order of salience (ties broken by one seeded random order shared by all methods), the pixels are replaced
    in all 4 stacked frames by a baseline stack (deletion), or the baseline stack gets them back (insertion). The
    baseline is the stack blurred with a Gaussian of sigma 3 (Greydanus et al.'s blur, the one perturbation
-   saliency uses) or, with ``faithfulness.baseline=mean``, the per-pixel mean of the drawn frames. Recorded per
+   saliency uses) or, with ``faithfulness.baseline=mean``, the per-pixel mean of the other drawn frames
+   (leave-one-out). Recorded per
    step: the probability of the explained action and whether the greedy action is still that action. The area
    under each curve over the fraction of pixels (trapezoid rule, 0..1) summarises it: deletion lower is better,
    insertion higher. A random order (seeded) and a centre-prior order (fls.gaze.baselines) are scored by the same
@@ -259,12 +260,25 @@ def perturbation_curves(
     return Curves(np.asarray(percents, np.float64), p[:, :k], p[:, k:], s[:, :k], s[:, k:])
 
 
+MEAN_MIN_FRAMES = 2
+"""The mean baseline of a frame is the mean of the other frames: it needs at least one other."""
+
+
 def baseline_stack(observations: torch.Tensor, kind: str, sigma: float = 3.0) -> torch.Tensor:
-    """The stack pixels are replaced with: each stack blurred (Gaussian ``sigma``), or the per-pixel mean frame."""
+    """The (N, C, H, W) stacks pixels are replaced with: each stack blurred (Gaussian ``sigma``), or, for ``mean``,
+    the per-pixel mean of the other N - 1 stacks (leave-one-out: a frame is never part of its own baseline, which
+    would leave a single frame unperturbed)."""
     from fls.saliency.perturbation import gaussian_blur
 
     if kind == "blur":
         return gaussian_blur(observations, sigma)
     if kind == "mean":
-        return observations.mean(dim=0, keepdim=True)
+        n = len(observations)
+        if n < MEAN_MIN_FRAMES:
+            raise ConfigError(
+                f"faithfulness.baseline=mean replaces a frame's pixels by the mean of the other frames; "
+                f"{n} frame has none (draw at least {MEAN_MIN_FRAMES} frames, or use faithfulness.baseline=blur)"
+            )
+        total = observations.sum(dim=0, keepdim=True, dtype=torch.float64)
+        return ((total - observations.double()) / (n - 1)).to(observations.dtype)
     raise ConfigError(f"faithfulness.baseline must be one of {', '.join(BASELINE_STACKS)}, got '{kind}'")

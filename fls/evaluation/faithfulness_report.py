@@ -144,10 +144,10 @@ def faithfulness_markdown(rows: Sequence[dict[str, Any]], ddof: int, notes: Sequ
         "",
         "AUC of the probability of the action the policy prefers as pixels are removed (deletion) or restored "
         "(insertion) in the map's order, the removed pixels replaced by the baseline (blur: the stack blurred; mean: "
-        "the per-pixel mean frame); each run's mean over its frames, then the mean over seeds ± std across "
-        f"seeds (ddof {ddof}). ρ random net: Spearman correlation of the maps with those of a fully randomised "
-        "network (near 1: the map ignores the weights). Frames: summed over seeds. Same-action AUCs are in "
-        "faithfulness.csv.",
+        "the per-pixel mean of the other frames); each run's mean over its frames, then the mean over seeds ± std "
+        f"across seeds (ddof {ddof}). ρ random net: Spearman correlation of the maps with those of the fully "
+        "re-initialised network (near 1: the map ignores the weights). Frames: summed over seeds. Same-action AUCs "
+        "are in faithfulness.csv.",
     ]
     if notes:
         lines += ["", *(f"- {note}" for note in notes)]

@@ -135,7 +135,13 @@ def sanity_csv(result: FaithfulnessResult) -> str:
     return csv_text(rows, ("method", "step", "frame", "spearman", "ssim"))
 
 
-STEP_LABELS = {"heads": "heads", "hidden": "hidden 512", "attention": "attention", "full": "all (independent)"}
+STEP_LABELS = {"heads": "heads", "hidden": "hidden 512", "full": "fully re-initialised"}
+
+
+def step_label(step: str) -> str:
+    """Column / axis label of a cascade step: ``attention_conv2`` -> "attention at conv2", ``full`` -> "fully
+    re-initialised"."""
+    return STEP_LABELS.get(step, step.replace("_", " at "))
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -172,14 +178,15 @@ def faithfulness_markdown(result: FaithfulnessResult, setting: Mapping[str, Any]
     if result.sanity:
         steps = result.sanity_steps()
         sanity = result.sanity_summary()
-        header = "| Method | " + " | ".join(STEP_LABELS.get(s, s) for s in steps) + " |"
+        header = "| Method | " + " | ".join(step_label(s) for s in steps) + " |"
         rule = "|---|" + "---:|" * len(steps)
         lines += [
             "## Sanity checks (cascading randomisation)",
             "",
             f"{result.sanity_frames} frames. Each column re-initialises one more layer group, from the heads down "
-            "(cumulative); the last column is a fully and independently randomised network. A map that does not "
-            "change when the weights are destroyed (values near 1) does not explain what the agent learned.",
+            "(cumulative; each attention module just before the conv whose output it reads); the last column is the "
+            "fully re-initialised network (every layer drawn afresh). A map that does not change when the weights are "
+            "destroyed (values near 1) does not explain what the agent learned.",
             "",
             "Spearman rank correlation with the trained network's maps (mean ± std over frames):",
             "",
@@ -239,7 +246,7 @@ def plot_sanity(result: FaithfulnessResult, path: Path) -> None:
 
     steps = result.sanity_steps()
     sanity = result.sanity_summary()
-    labels = ["trained", *(STEP_LABELS.get(s, s) for s in steps)]
+    labels = ["trained", *(step_label(s) for s in steps)]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for i, (method, by_step) in enumerate(sanity.items()):
         color = plt.get_cmap("tab10")(i % 10)

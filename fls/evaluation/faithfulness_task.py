@@ -17,6 +17,7 @@ from fls.errors import ConfigError
 from fls.evaluation.faithfulness import (
     BASELINE_ORDERS,
     BASELINE_STACKS,
+    MEAN_MIN_FRAMES,
     baseline_orders,
     baseline_stack,
     draw_frames,
@@ -64,6 +65,11 @@ def _settings(cfg: DictConfig) -> dict[str, Any]:
     percent_steps(out["percent_step"])
     if out["baseline"] not in BASELINE_STACKS:
         raise ConfigError(f"faithfulness.baseline must be one of {', '.join(BASELINE_STACKS)}, got '{out['baseline']}'")
+    if out["baseline"] == "mean" and out["frames"] < MEAN_MIN_FRAMES:
+        raise ConfigError(
+            f"faithfulness.baseline=mean replaces a frame's pixels by the mean of the other frames: it needs "
+            f"faithfulness.frames >= {MEAN_MIN_FRAMES}, got {out['frames']} (or use faithfulness.baseline=blur)"
+        )
     if isinstance(out["seed"], bool) or not isinstance(out["seed"], int):
         raise ConfigError(f"faithfulness.seed must be an integer, got {out['seed']!r}")
     if isinstance(out["blur_sigma"], bool) or not isinstance(out["blur_sigma"], (int, float)) or out["blur_sigma"] <= 0:
@@ -232,9 +238,8 @@ def _compute_and_write(cfg: DictConfig, loaded: Loaded, s: dict[str, Any], metho
             )
 
     result = FaithfulnessResult(drawn, chosen, probs.cpu().numpy(), curves, sanity, sanity_frames)
-    baseline_text = (
-        f"blurred stack (Gaussian σ {s['blur_sigma']:g})" if s["baseline"] == "blur" else "per-pixel mean frame"
-    )
+    blurred = f"blurred stack (Gaussian σ {s['blur_sigma']:g})"
+    baseline_text = blurred if s["baseline"] == "blur" else "per-pixel mean of the other frames"
     setting = {
         **result_identity(cfg, loaded, s, list(methods)),
         **s,

@@ -1,13 +1,15 @@
 """Sanity checks for saliency maps (Adebayo et al. 2018): do the maps change when the learned weights are destroyed?
 
 Cascading randomisation re-initialises the network from the top down, one layer group at a time, keeping the groups
-above randomised: the policy and value heads, then the 512-unit hidden layer, then the attention module (models
-with attention), then the trunk convolutions from the last to the first. Each group is re-initialised with the
+above randomised: the policy and value heads, then the 512-unit hidden layer, then the trunk convolutions from the
+last to the first, each preceded by the attention module that reads its output (so an attention module after conv1
+is re-initialised after conv2, and ``attention_at=every_conv`` goes attention, conv3, attention, conv2, attention,
+conv1). Each group is re-initialised with the
 model's own initialiser: orthogonal weights, gain 0.01 for the policy head, 1 for the value head and sqrt 2 for
 every other layer, zero biases (``fls.models.layers.orthogonal_init`` / :class:`fls.models.policy.FLSPolicy`, which
 SB3's ``ortho_init`` matches). Every layer draws from its own seeded generator, so a layer gets the same random
-weights at every later step of the cascade. A fully randomised network (every group, independent draws) is the
-last comparison.
+weights at every later step of the cascade. A fully re-initialised network (every group, drawn afresh) is the last
+comparison; it is not Adebayo et al.'s independent randomisation, which re-initialises one layer at a time.
 
 A map that stays the same (rank correlation and SSIM near 1) after the weights it is meant to explain were
 replaced does not depend on what the model learned. The maps compared are the methods' max-normalised maps of the
@@ -31,7 +33,7 @@ from fls.models.layers import RELU_GAIN
 POLICY_HEAD_GAIN = 0.01
 VALUE_HEAD_GAIN = 1.0
 FULL = "full"
-"""Name of the fully randomised network in the results."""
+"""Name of the fully re-initialised network in the results."""
 
 
 @dataclass(frozen=True)
@@ -57,11 +59,38 @@ def _trunk(extractor: nn.Module) -> list[nn.Conv2d]:
     return [m for m in extractor.modules() if isinstance(m, nn.Conv2d)]
 
 
-def randomisation_groups(policy: ActorCriticPolicy) -> list[LayerGroup]:
-    """The cascade, top first: ``heads``, ``hidden`` (the 512 layer), ``attention`` (if any), ``conv3`` ... ``conv1``.
+def _run_order(policy: ActorCriticPolicy, modules: list[nn.Module]) -> dict[int, int]:
+    """Position of each of ``modules`` in the order one forward pass of the features runs them (id -> index).
 
-    Raises ValueError if a conv or linear layer of the policy belongs to no group (an architecture this does not
-    know), so the full randomisation never silently keeps trained weights.
+    The pass runs on a zero observation of the policy's shape and device (works on the meta device too).
+    """
+    order: dict[int, int] = {}
+
+    def record(module: nn.Module, *_: object) -> None:
+        order.setdefault(id(module), len(order))
+
+    handles = [m.register_forward_hook(record) for m in modules]
+    try:
+        parameter = next(policy.parameters())
+        shape = (1, *policy.observation_space.shape)
+        with torch.no_grad():
+            policy.extract_features(torch.zeros(shape, dtype=torch.float32, device=parameter.device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
+
+
+def randomisation_groups(policy: ActorCriticPolicy) -> list[LayerGroup]:
+    """The cascade, top first, in the order of depth in the forward graph: ``heads``, ``hidden`` (the 512 layer),
+    then from conv3 down to conv1 each trunk conv preceded by the attention module that reads its output (if any).
+
+    Attention modules are the convs outside the trunk; each belongs to the trunk conv that ran last before it in a
+    forward pass. With one attention module the group is ``attention``; with several (``attention_at=every_conv``)
+    ``attention_conv3``, ``attention_conv2``, ... (every_conv: heads, hidden, attention_conv3, conv3,
+    attention_conv2, conv2, attention_conv1, conv1; attention_at=conv1: heads, hidden, conv3, conv2, attention,
+    conv1). Raises ValueError if a conv or linear layer of the policy belongs to no group (an architecture this does
+    not know), so the full randomisation never silently keeps trained weights.
     """
     groups = [LayerGroup("heads", ((policy.action_net, POLICY_HEAD_GAIN), (policy.value_net, VALUE_HEAD_GAIN)))]
     extractors = _extractors(policy)
@@ -70,13 +99,22 @@ def randomisation_groups(policy: ActorCriticPolicy) -> list[LayerGroup]:
     groups.append(LayerGroup("hidden", tuple((m, RELU_GAIN) for m in hidden)))
     trunks = [_trunk(e) for e in extractors]
     in_trunk = {id(m) for trunk in trunks for m in trunk}
-    attention = [m for e in extractors for m in e.modules() if isinstance(m, nn.Conv2d) and id(m) not in in_trunk]
-    if attention:
-        groups.append(LayerGroup("attention", tuple((m, RELU_GAIN) for m in attention)))
+    convs = [m for e in extractors for m in e.modules() if isinstance(m, nn.Conv2d)]
+    order = _run_order(policy, convs)
+    attention: dict[int, list[nn.Module]] = {}  # trunk conv index -> the attention convs reading its output
+    for extractor, trunk in zip(extractors, trunks, strict=True):
+        ran = [(order[id(m)], i) for i, m in enumerate(trunk) if id(m) in order]
+        for m in extractor.modules():
+            if isinstance(m, nn.Conv2d) and id(m) not in in_trunk and id(m) in order:
+                below = [i for at, i in ran if at < order[id(m)]]
+                attention.setdefault(max(below, default=-1), []).append(m)
     depth = max(len(t) for t in trunks)
-    for i in reversed(range(depth)):
-        layers = tuple((t[i], RELU_GAIN) for t in trunks if i < len(t))
-        groups.append(LayerGroup(f"conv{i + 1}", layers))
+    for i in reversed(range(-1, depth)):
+        if i in attention:
+            name = "attention" if len(attention) == 1 else f"attention_conv{i + 1}"
+            groups.append(LayerGroup(name, tuple((m, RELU_GAIN) for m in attention[i])))
+        if i >= 0:
+            groups.append(LayerGroup(f"conv{i + 1}", tuple((t[i], RELU_GAIN) for t in trunks if i < len(t))))
     covered = {id(m) for g in groups for m, _ in g.layers}
     left = [
         name for name, m in policy.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in covered

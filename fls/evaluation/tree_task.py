@@ -41,7 +41,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     steps = tree_steps(t.steps)
     from fls.evaluation.runner import acting_epsilon
 
-    method = get_method("tree", n=t.n, depth=t.depth, min_separation=t.min_separation)
+    method = get_method("tree", n=t.n, depth=t.depth, min_separation=t.min_separation, root=t.root)
     # DQN / QR-DQN play ε-greedy as in evaluation and videos (None for agents that sample from a policy)
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
     policy = loaded.agent.policy
@@ -68,6 +68,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
         meta = {"checkpoint": str(loaded.checkpoint), "game": loaded.game, "seed": seed}
         meta |= {"episode": record.episode, "step": record.step, "action_name": record.action_name}
         meta |= {"n": method.n, "depth": method.depth, "min_separation": method.min_separation}
+        meta |= {"tree_root": method.root}
         atomic_write_text(out / f"{name}.json", json.dumps({**meta, **tree.to_dict()}, indent=1) + "\n")
         written.append((name, png, html))
 
@@ -107,7 +108,13 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
             mode=str(cfg.logger.wandb.mode),
             project=str(cfg.logger.wandb.project),
             name=f"tree-{loaded.game}-{stem}",
-            config={"checkpoint": str(loaded.checkpoint), "seed": seed, "steps": steps, "n": method.n},
+            config={
+                "checkpoint": str(loaded.checkpoint),
+                "seed": seed,
+                "steps": steps,
+                "n": method.n,
+                "root": method.root,
+            },
             tags=[f"env:{loaded.game}", "saliency", "tree"],
             job_type="saliency",
         )

@@ -36,7 +36,7 @@ def saliency_methods(cfg: DictConfig, loaded: Loaded) -> dict[str, SaliencyMetho
             options["rectified"] = True
         if name == "tree":  # a video's tree panel (and a gaze score of trees) grows trees as task=tree does
             tree = cfg.get("tree") or {}
-            options.update({k: tree[k] for k in ("n", "depth", "min_separation") if k in tree})
+            options.update({k: tree[k] for k in ("n", "depth", "min_separation", "root") if k in tree})
         method = get_method(str(name), **options)
         method.check(loaded.agent.policy)
         methods[str(name)] = method

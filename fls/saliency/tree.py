@@ -5,10 +5,14 @@ input (the network's stacked frames), level k the output of the k-th conv block 
 gating and max-pooling if any).
 
 **Roots.** For a model with attention, the roots are the ``n`` most prominent peaks of its attention map (the
-deepest attention site, channels summed; a node's activation is the attention value ``a(p)``); a root stands for
-the attended features at ``p``, every channel with weight ``a(p)``. For a model without attention, the roots are the
-peaks of the last conv block's output weighted by the explained action's gradient, ``M(p) = sum_c T(c,p) dy/dT(c,p)``
-(y = the action's logit, the value, or a DQN's Q-value); a root stands for ``T(·,p)`` with weights ``dy/dT(·,p)``.
+deepest attention site, channels summed; a node's activation is the attention value ``a(p)``). By default
+(``root="relevance"``) a root stands for the attended features ``T(·,p)`` (what the layers above read) with weights
+``dy/dT(·,p)``: its contribution is the explained target's relevance at ``p``, ``sum_c T(c,p) dy/dT(c,p)`` (LRP-0 of
+the logit, the value, or a DQN's Q-value down to that layer), so the trees of two actions differ. With
+``root="attention"`` a root stands for the attended features with every channel weighted ``a(p)`` alike: that tree
+is the same for every target. For a model without attention, the roots are the peaks of the last conv block's
+output weighted by the explained target's gradient, ``M(p) = sum_c T(c,p) dy/dT(c,p)``; a root stands for ``T(·,p)``
+with weights ``dy/dT(·,p)``.
 
 **Contribution rule (LRP-0, the z-rule, restricted to the tree's edges).** A node at level k carries channel
 weights ``w(c)`` (the root's, above) and its contribution ``s = sum_c w(c) T_k(c, p)``. The contribution of position
@@ -24,6 +28,16 @@ winner) unchanged, as LRP does. Biases get no share, so the ``Z(r)`` of a node's
 own contribution minus its bias share; every contribution is in the units of the root. A child node records the
 channel with the largest ``R(c', r)`` at its position (for input pixels: the stacked frame), that channel's
 activation, and ``Z(r)``; its own weights for the level below are ``w'(c') = sum_c v(c) W(...)`` at ``r``.
+
+**Input pixels (the zᴮ rule, Montavon et al. 2019).** LRP-0 gives a black (zero) pixel no relevance, whatever the
+weights, and lets the conv1 bias absorb the rest (all of it on a black background). From conv1 to the pixels the
+bounded rule is used instead, with the input's bounds ``l, h`` (what the lowest and highest observation, 0 and 255,
+become at conv1's input: 0 and 1 after the models' scaling; 0 in any zero padding)::
+
+    R(c', r) = sum_c v(c) (x W - l W⁺ - h W⁻)(c, c', r),   v(c) = w(c) T_1(c, q_c) / Z^B(c, q_c),
+    Z^B = conv(x, W) - conv(l, W⁺) - conv(h, W⁻)
+
+Z^B leaves the bias out, so the pixels of a conv1 node's receptive field add up to the node's whole contribution.
 
 **Children** are the ``n`` most prominent local peaks of ``Z`` within the parent's receptive field
 (:func:`find_peaks`: positive local maxima, strongest first, at least ``min_separation`` cells apart), not the n
@@ -59,7 +73,9 @@ from fls.saliency.base import (
     trunk_extractor,
 )
 
-RootKind = Literal["attention", "gradient"]
+RootKind = Literal["relevance", "attention", "gradient"]
+ROOTS: tuple[str, ...] = ("relevance", "attention")
+"""How the roots of a model with attention are weighted (``tree.root``; fls.config_schema.TREE_ROOTS)."""
 # A gate T/Z below this |Z| is treated as 0/0 (a unit that is off), not as a huge ratio.
 TINY = 1e-12
 
@@ -90,8 +106,11 @@ class TreeNode:
 class AttentionTree:
     """The tree of one observation: nodes (roots first, then level by level), the level names and what it explains.
 
-    ``action`` is the explained action (None when the value is explained), ``root`` says how the roots were chosen,
-    ``observation`` is the (C, H, W) uint8 input the network saw (without any padding the model adds).
+    ``action`` is the explained action (None when the value is explained), ``root`` says how the roots were chosen
+    (``relevance``: attention peaks weighted by the target's relevance; ``attention``: attention peaks, every channel
+    alike, the same tree for every target; ``gradient``: a model without attention, peaks of the target's
+    relevance at the last conv), ``observation`` is the (C, H, W) uint8 input the network saw (without any padding
+    the model adds).
     """
 
     nodes: list[TreeNode]
@@ -99,6 +118,15 @@ class AttentionTree:
     root: RootKind
     action: int | None
     observation: np.ndarray = field(repr=False)
+
+    def root_text(self) -> str:
+        """What the roots are, in words (for figure captions and titles)."""
+        target = "the value" if self.action is None else f"action {self.action}"
+        return {
+            "relevance": f"roots: attention peaks, weighted by the relevance of {target} (LRP-0)",
+            "attention": "roots: attention peaks, weighted by the attention (the same for every action)",
+            "gradient": f"roots: peaks of the relevance of {target} at the last conv (LRP-0)",
+        }[self.root]
 
     def children(self, index: int) -> list[int]:
         """Indices of the children of node ``index``, strongest first."""
@@ -119,6 +147,7 @@ class AttentionTree:
         """A JSON-ready description (no observation)."""
         return {
             "root": self.root,
+            "root_text": self.root_text(),
             "action": self.action,
             "levels": list(self.levels),
             "nodes": [asdict(node) for node in self.nodes],
@@ -240,6 +269,7 @@ class _LevelArrays:
     conv_padding: int
     step: tuple[int, int, int]  # receptive field (kernel, stride, padding) of one unit in the level below
     pixels: tuple[int, int, int]  # receptive field in input units
+    bounds: tuple[np.ndarray, np.ndarray] | None = None  # (low, high) of the level below: the z^B rule (level 1)
 
 
 def _square(value: int | Sequence[int], what: str) -> int:
@@ -255,14 +285,22 @@ def _gate(post: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, post / torch.where(ok, z, torch.ones_like(z)), torch.zeros_like(z))
 
 
-def _level_arrays(level: _Level, post: torch.Tensor) -> list[_LevelArrays]:
-    """Per-sample arrays of a level whose activation is ``post`` (B, C, h, w)."""
+def _level_arrays(
+    level: _Level,
+    post: torch.Tensor,
+    denominator: torch.Tensor | None = None,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[_LevelArrays]:
+    """Per-sample arrays of a level whose activation is ``post`` (B, C, h, w).
+
+    ``denominator`` replaces the conv output Z in the gate T/Z (the z^B rule's Z^B, with ``bounds`` the (C', H, W)
+    low and high of the level below, the same for every sample)."""
     conv = level.conv
     if _square(conv.dilation, "dilation") != 1 or conv.groups != 1:
         raise ConfigError("attention trees need plain convs (no dilation, no groups)")
     if isinstance(conv.padding, str):
         raise ConfigError("attention trees need numeric conv padding")
-    z = level.z.detach().float()
+    z = (level.z if denominator is None else denominator).detach().float()
     post = post.detach().float()
     source = None
     if level.pool is not None:
@@ -298,6 +336,7 @@ def _level_arrays(level: _Level, post: torch.Tensor) -> list[_LevelArrays]:
             _square(conv.padding, "padding"),
             (step.kernel, step.stride, step.padding),
             (pixels.kernel, pixels.stride, pixels.padding),
+            bounds,
         )
         for b in range(post.shape[0])
     ]
@@ -306,33 +345,57 @@ def _level_arrays(level: _Level, post: torch.Tensor) -> list[_LevelArrays]:
 # --- growing -----------------------------------------------------------------------------------------------------
 
 
+def _omega(
+    parent: _LevelArrays, source: np.ndarray | None, v: np.ndarray, weight: np.ndarray, top: int, left: int
+) -> np.ndarray:
+    """``sum_c v(c) W(c, c', r - field start of q_c)`` over the (C', F, F) receptive field of one unit of
+    ``parent`` (``source``: its channels' conv-output positions q_c, (C, 2), for a pooled level; else None)."""
+    kernel = parent.step[0]
+    c_in, k = weight.shape[1], weight.shape[-1]
+    omega = np.zeros((c_in, kernel, kernel), dtype=np.float64)
+    if source is None:
+        omega += np.tensordot(v, weight, axes=1)
+        return omega
+    # Each channel's max-pool winner sits at its own conv-output position q: one kernel window per position.
+    for qy, qx in {(int(a), int(b)) for a, b in source}:
+        same = (source[:, 0] == qy) & (source[:, 1] == qx) & (v != 0)
+        if not same.any():
+            continue
+        oy = qy * parent.conv_stride - parent.conv_padding - top
+        ox = qx * parent.conv_stride - parent.conv_padding - left
+        omega[:, oy : oy + k, ox : ox + k] += np.tensordot(v[same], weight[same], axes=1)
+    return omega
+
+
+def _patch(values: np.ndarray, top: int, left: int, kernel: int) -> np.ndarray:
+    """The (C', F, F) window of a (C', H, W) level at (top, left); zero outside the level (padding)."""
+    patch = np.zeros((values.shape[0], kernel, kernel), dtype=np.float64)
+    h, w = values.shape[-2:]
+    y0, y1, x0, x1 = max(top, 0), min(top + kernel, h), max(left, 0), min(left + kernel, w)
+    patch[:, y0 - top : y1 - top, x0 - left : x1 - left] = values[:, y0:y1, x0:x1]
+    return patch
+
+
 def _children_map(
     parent: _LevelArrays, below: np.ndarray, y: int, x: int, weights: np.ndarray
 ) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Contributions of level k-1 (activation ``below``, (C', H, W)) to the unit (y, x) of level k with channel
-    ``weights``: (top, left, per-channel R (C', F, F), per-channel weights w' (C', F, F)) over its receptive field."""
+    ``weights``: (top, left, per-channel R (C', F, F), per-channel weights w' (C', F, F)) over its receptive field.
+
+    LRP-0 (``x Ω``), or the z^B rule (``x Ω - l Ω⁺ - h Ω⁻``, Ω± from the positive / negative weights) when the
+    parent carries the bounds of the level below."""
     kernel, stride, padding = parent.step
     top, left = y * stride - padding, x * stride - padding
     v = weights * parent.gate[:, y, x]
-    c_in, k = parent.weight.shape[1], parent.weight.shape[-1]
-    omega = np.zeros((c_in, kernel, kernel), dtype=np.float64)
-    if parent.source is None:
-        omega += np.tensordot(v, parent.weight, axes=1)
-    else:
-        # Each channel's max-pool winner sits at its own conv-output position q: one kernel window per position.
-        q = parent.source[:, y, x]
-        for qy, qx in {(int(a), int(b)) for a, b in q}:
-            same = (q[:, 0] == qy) & (q[:, 1] == qx) & (v != 0)
-            if not same.any():
-                continue
-            oy = qy * parent.conv_stride - parent.conv_padding - top
-            ox = qx * parent.conv_stride - parent.conv_padding - left
-            omega[:, oy : oy + k, ox : ox + k] += np.tensordot(v[same], parent.weight[same], axes=1)
-    patch = np.zeros((below.shape[0], kernel, kernel), dtype=np.float64)
-    h, w = below.shape[-2:]
-    y0, y1, x0, x1 = max(top, 0), min(top + kernel, h), max(left, 0), min(left + kernel, w)
-    patch[:, y0 - top : y1 - top, x0 - left : x1 - left] = below[:, y0:y1, x0:x1]
-    return top, left, patch * omega, omega
+    source = None if parent.source is None else parent.source[:, y, x]
+    omega = _omega(parent, source, v, parent.weight, top, left)
+    terms = _patch(below, top, left, kernel) * omega
+    if parent.bounds is not None:
+        low, high = parent.bounds
+        positive, negative = np.clip(parent.weight, 0, None), np.clip(parent.weight, None, 0)
+        terms -= _patch(low, top, left, kernel) * _omega(parent, source, v, positive, top, left)
+        terms -= _patch(high, top, left, kernel) * _omega(parent, source, v, negative, top, left)
+    return top, left, terms, omega
 
 
 def _center(pixels: tuple[int, int, int], y: int, x: int, offset: int) -> tuple[float, float]:
@@ -459,6 +522,74 @@ def tree_extractor(policy: nn.Module, target: Target | None = None) -> nn.Module
     return _q_network(policy).features_extractor
 
 
+def _input_bounds(policy: nn.Module, conv: nn.Conv2d, observations: torch.Tensor) -> torch.Tensor:
+    """(2, C, H', W'): what conv1 reads for the lowest and the highest observation the policy's observation space
+    allows (the models' own scaling and padding applied), the bounds of the z^B rule."""
+    space = policy.observation_space
+    x = torch.stack(
+        [torch.as_tensor(np.broadcast_to(bound, space.shape).astype(np.float32)) for bound in (space.low, space.high)]
+    ).to(observations.device)
+    captured: list[torch.Tensor] = []
+    handle = conv.register_forward_pre_hook(lambda module, inputs: captured.append(inputs[0].detach().float()))
+    try:
+        with torch.no_grad():
+            policy_forward(policy, x)
+    finally:
+        handle.remove()
+    return captured[0]
+
+
+def _z_bounded(conv: nn.Conv2d, pixels: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """Z^B = conv(x, W) - conv(l, W⁺) - conv(h, W⁻), no bias (B, C, H, W)."""
+    weight = conv.weight.detach().float()
+
+    def apply(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, w, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    low, high = bounds[:1], bounds[1:]
+    return apply(pixels.detach().float(), weight) - apply(low, weight.clamp(min=0)) - apply(high, weight.clamp(max=0))
+
+
+class _LinearInput:
+    """A forward pre-hook on the extractor's first linear layer (its hidden layer), keeping the input it reads."""
+
+    def __init__(self, extractor: nn.Module):
+        linear = next((m for m in extractor.modules() if isinstance(m, nn.Linear)), None)
+        if linear is None:
+            raise ConfigError(
+                f"{type(extractor).__name__} has no linear layer after its attention (use tree.root=attention)"
+            )
+        self.value: torch.Tensor | None = None
+        self.handle = linear.register_forward_pre_hook(lambda module, inputs: setattr(self, "value", inputs[0]))
+
+
+def _attended_relevance(
+    level: _Level, y: torch.Tensor, hidden: torch.Tensor | None, gated: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(attended features T, dy/dT), (B, C, h, w) each, at the deepest attention site.
+
+    T is what the layers above read: the next conv's input, or the hidden layer's input (flattened T, or T summed
+    over positions, whose gradient is the same at every position; ``gated``, relu(Z) x a, is then T)."""
+    if level.post is not None:
+        (grad,) = torch.autograd.grad(y.sum(), level.post, allow_unused=True)
+        return level.post, torch.zeros_like(level.post) if grad is None else grad
+    if hidden is None:
+        raise ConfigError(
+            "the attended features reach no linear layer: cannot weight the roots (use tree.root=attention)"
+        )
+    (grad,) = torch.autograd.grad(y.sum(), hidden, allow_unused=True)
+    grad = torch.zeros_like(hidden) if grad is None else grad
+    b, c, h, w = gated.shape
+    if hidden.shape[1] == c * h * w:  # flattened
+        return hidden.reshape(b, c, h, w), grad.reshape(b, c, h, w)
+    if hidden.shape[1] == c:  # summed over positions
+        return gated, grad[:, :, None, None].expand(b, c, h, w)
+    raise ConfigError(
+        f"the hidden layer reads {hidden.shape[1]} features, neither the {c}x{h}x{w} attended map nor its {c} "
+        "channel sums: cannot weight the roots (use tree.root=attention)"
+    )
+
+
 def grow_trees(
     policy: nn.Module,
     observations: torch.Tensor,
@@ -467,19 +598,25 @@ def grow_trees(
     n: int = 3,
     depth: int | None = None,
     min_separation: int = 2,
+    root: str = "relevance",
 ) -> list[AttentionTree]:
     """Trees of a float (B, C, H, W) batch (0..255) for a resolved target; call inside :func:`guarded`."""
     extractor = tree_extractor(policy, target)
     attention = bool(getattr(extractor, "has_attention", False))
+    check_root(root, extractor)
+    by_attention = attention and root == "attention"
     recorder = _Recorder(extractor)
+    hidden = _LinearInput(extractor) if attention and not by_attention else None
     try:
-        if attention:
+        if by_attention:
             with torch.no_grad():
                 _, _, actions = _explained(policy, observations, target)
         else:
             _, y, actions = _explained(policy, observations, target)
     finally:
         recorder.remove()
+        if hidden is not None:
+            hidden.handle.remove()
     first_input, levels = recorder.levels()
     batch = observations.shape[0]
     offset = (first_input.shape[-1] - observations.shape[-1]) // 2  # RS pads the input
@@ -491,10 +628,14 @@ def grow_trees(
         a = extractor.last_attention[deepest].detach().float().sum(dim=1)  # (B, h, w)
         z = levels[top - 1].z.detach().float()
         relu_after = top < len(levels) or getattr(extractor, "final_relu", True)
-        post = (z.clamp_min(0.0) if relu_after else z) * a[:, None]
+        gated = (z.clamp_min(0.0) if relu_after else z) * a[:, None]
         root_map = a.cpu().numpy()
-        root_weights = None  # every attended channel counts alike
         root_activation: np.ndarray | None = root_map
+        if by_attention:
+            post, root_weights = gated, None  # every attended channel counts alike
+        else:
+            attended, grad = _attended_relevance(levels[top - 1], y, None if hidden is None else hidden.value, gated)
+            post, root_weights = attended.detach().float(), grad.detach().float().cpu().numpy()
     else:
         top = len(levels)
         level = levels[-1]
@@ -505,13 +646,20 @@ def grow_trees(
         root_map = (post * grad).sum(dim=1).cpu().numpy()
         root_weights = grad.cpu().numpy()
         root_activation = None
-    per_level = [
-        _level_arrays(level, post if k == top - 1 else (level.post if level.post is not None else level.z))
-        for k, level in enumerate(levels[:top])
-    ]
+    reaches_pixels = depth is None or depth >= top
+    per_level = []
+    for k, level in enumerate(levels[:top]):
+        activation = post if k == top - 1 else (level.post if level.post is not None else level.z)
+        if k == 0 and reaches_pixels:  # the z^B rule from conv1 to the pixels
+            bounds = _input_bounds(policy, level.conv, observations)
+            limits = (bounds[0].cpu().numpy().astype(np.float64), bounds[1].cpu().numpy().astype(np.float64))
+            per_level.append(_level_arrays(level, activation, _z_bounded(level.conv, first_input, bounds), limits))
+        else:
+            per_level.append(_level_arrays(level, activation))
     pixels = first_input.detach().float().cpu().numpy()
     names = ["input", *(level.name for level in levels[:top])]
     obs = observations.detach().round().clamp(0, 255).to(torch.uint8).cpu().numpy()
+    kind: RootKind = ("attention" if by_attention else "relevance") if attention else "gradient"
     trees = []
     for b in range(batch):
         nodes = _grow_one(
@@ -528,8 +676,19 @@ def grow_trees(
             min_separation,
         )
         action = None if actions is None else int(actions[b])
-        trees.append(AttentionTree(nodes, names, "attention" if attention else "gradient", action, obs[b]))
+        trees.append(AttentionTree(nodes, names, kind, action, obs[b]))
     return trees
+
+
+def check_root(root: str, extractor: nn.Module) -> None:
+    """ConfigError unless ``root`` is one of :data:`ROOTS` and fits the model (``attention`` needs attention)."""
+    if root not in ROOTS:
+        raise ConfigError(f"tree root must be one of {', '.join(ROOTS)}, got {root!r}")
+    if root == "attention" and not getattr(extractor, "has_attention", False):
+        raise ConfigError(
+            f"tree.root=attention roots the tree at attention peaks; {type(extractor).__name__} has no attention "
+            "(use tree.root=relevance)"
+        )
 
 
 def attention_trees(
@@ -541,12 +700,14 @@ def attention_trees(
     n: int = 3,
     depth: int | None = None,
     min_separation: int = 2,
+    root: str = "relevance",
 ) -> list[AttentionTree]:
     """One :class:`AttentionTree` per observation of a (B, C, H, W) batch (uint8 or floats in 0..255).
 
     ``policy``: an fls / SB3 actor-critic policy, or a DQN / QR-DQN policy. ``target`` and ``actions`` as for the
-    saliency methods (:mod:`fls.saliency.base`); they choose the roots of models without attention and are recorded
-    for models with attention. No side effects on the policy (see :mod:`fls.saliency.base`).
+    saliency methods (:mod:`fls.saliency.base`): what the tree explains (with ``root="attention"`` a model with
+    attention grows the same tree for every target, which is only recorded). No side effects on the policy (see
+    :mod:`fls.saliency.base`).
     """
     n = check_positive_int("n", n)
     min_separation = check_positive_int("min_separation", min_separation)
@@ -555,7 +716,7 @@ def attention_trees(
     with guarded(policy):
         obs = as_observations(observations, policy)
         resolved = make_target(target, actions, obs.shape[0], int(policy.action_space.n), obs.device)
-        return grow_trees(policy, obs, resolved, n=n, depth=depth, min_separation=min_separation)
+        return grow_trees(policy, obs, resolved, n=n, depth=depth, min_separation=min_separation, root=root)
 
 
 def tree_map(tree: AttentionTree, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -586,11 +747,16 @@ class TreeSaliency(SaliencyMethod):
         n: children per node (and roots).
         depth: levels below the roots (None: down to the input pixels).
         min_separation: minimum distance between sibling peaks, in cells of their level.
+        root: for models with attention, ``relevance`` (attention peaks weighted by the explained target's
+            relevance) or ``attention`` (attention peaks, every channel alike: the same tree for every target).
     """
 
     name = "tree"
 
-    def __init__(self, *, n: int = 3, depth: int | None = None, min_separation: int = 2):
+    def __init__(self, *, n: int = 3, depth: int | None = None, min_separation: int = 2, root: str = "relevance"):
+        if root not in ROOTS:
+            raise ConfigError(f"saliency option root must be one of {', '.join(ROOTS)}, got {root!r}")
+        self.root = root
         self.n = check_positive_int("n", n)
         self.min_separation = check_positive_int("min_separation", min_separation)
         if depth is not None and (isinstance(depth, bool) or not isinstance(depth, int) or depth < 0):
@@ -601,6 +767,7 @@ class TreeSaliency(SaliencyMethod):
         """ConfigError unless the policy's trunk is made of convs (and pools) a tree can be grown in."""
         super().check(policy)
         trunk_modules(tree_extractor(policy))
+        check_root(self.root, tree_extractor(policy))
 
     def trees(
         self,
@@ -620,9 +787,18 @@ class TreeSaliency(SaliencyMethod):
             n=self.n,
             depth=self.depth,
             min_separation=self.min_separation,
+            root=self.root,
         )
 
     def _compute(self, policy: nn.Module, observations: torch.Tensor, target: Target) -> torch.Tensor:
-        trees = grow_trees(policy, observations, target, n=self.n, depth=self.depth, min_separation=self.min_separation)
+        trees = grow_trees(
+            policy,
+            observations,
+            target,
+            n=self.n,
+            depth=self.depth,
+            min_separation=self.min_separation,
+            root=self.root,
+        )
         maps = np.stack([tree_map(tree, tuple(observations.shape[-2:])) for tree in trees])
         return torch.as_tensor(maps, device=observations.device)

@@ -138,8 +138,7 @@ def tree_image(
         explained = "the value"
     else:
         explained = f"action {action_name or tree.action}"
-    kind = "attention peaks" if tree.root == "attention" else "last conv x gradient"
-    caption = f"{title}  explains {explained}; roots: {kind}".strip()
+    caption = f"{title}  explains {explained}; {tree.root_text()}".strip()
     draw.text((4, header + panel + 4), caption, fill=(255, 255, 255), font=font)
     x = 4
     depths = sorted({(node.depth, node.layer) for node in tree.nodes})
@@ -171,7 +170,8 @@ def hover_text(node: TreeNode) -> str:
 
 def tree_figure(tree: AttentionTree, *, title: str = ""):
     """A plotly 3-D figure: the newest input frame at height 0, one translucent plane per level above it, nodes at
-    their receptive-field centres on their level's plane, edges parent -> child (width by contribution)."""
+    their receptive-field centres on their level's plane, edges parent -> child (width by contribution); the title
+    says what the roots are."""
     import plotly.graph_objects as go
 
     frame = tree.observation[-1].astype(float)
@@ -245,7 +245,7 @@ def tree_figure(tree: AttentionTree, *, title: str = ""):
         )
     figure = go.Figure(data=traces)
     figure.update_layout(
-        title=title,
+        title=f"{title}<br><sub>{tree.root_text()}</sub>" if title else tree.root_text(),
         scene={
             "xaxis": {"title": "x (input pixels)", "range": [0, side - 1]},
             "yaxis": {"title": "y (input pixels)", "range": [side - 1, 0]},
