@@ -1,3 +1,39 @@
-"""fls: PPO agents for Atari with built-in attention (Free-Lunch Saliency) and the tools to study them."""
+"""fls: PPO agents for Atari with built-in attention (Free-Lunch Saliency) and the tools to study them.
+
+The Python API (fls/api.py), loaded on first use so that ``import fls`` stays light::
+
+    agent = fls.load("outputs/.../my_run")          # a run directory, an SB3 zip (game=...) or an rl-zoo3 folder
+    maps = fls.explain(agent, observations, ["attention", "gradcam"])
+    result = fls.evaluate(agent, episodes=64)
+    run = fls.train(["experiment=quickstart"])
+
+Every refusal raises :class:`FlsError` (one-line message); nothing here exits the process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fls.errors import ConfigError, FlsError, Interrupted
 
 __version__ = "0.1.0"
+__all__ = [
+    "ConfigError",
+    "EvalResult",
+    "FlsError",
+    "Interrupted",
+    "Run",
+    "evaluate",
+    "explain",
+    "load",
+    "train",
+]
+_API = {"EvalResult", "Run", "evaluate", "explain", "load", "train"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from fls import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'fls' has no attribute {name!r}")

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from fls.errors import ConfigError, fail, os_error_message
+from fls.errors import ConfigError, FlsError, fail, os_error_message
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 # Groups whose choices are files under configs/<group>/ (hydra/* groups are Hydra's and checked by Hydra).
@@ -144,10 +144,10 @@ def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
     def _main(cfg: Any) -> Any:
         try:
             return task(cfg)
-        except ConfigError as error:
+        except FlsError as error:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            fail(str(error))
+            fail(str(error), error.exit_code)
 
     _main()
 

@@ -1,4 +1,7 @@
-"""Errors that the command line reports as one line instead of a traceback, and the one-line report itself."""
+"""The errors fls raises on purpose (all derive from :class:`FlsError`), and the commands' one-line report of them.
+
+The library raises; only the commands (train.py, evaluate.py, fls-train, fls-evaluate) turn an error into a line on
+stderr and an exit code (:func:`fail`)."""
 
 from __future__ import annotations
 
@@ -7,8 +10,24 @@ import sys
 from typing import NoReturn
 
 
-class ConfigError(ValueError):
+class FlsError(Exception):
+    """Base of every error fls raises on purpose: a one-line message naming the problem (and the valid choices or
+    what to do). ``exit_code`` is what the commands exit with."""
+
+    exit_code: int = 2
+
+
+class ConfigError(FlsError, ValueError):
     """A user-facing configuration problem: the message names the problem and the valid choices."""
+
+
+class Interrupted(FlsError):
+    """A long job stopped by SIGINT/SIGTERM after keeping what it finished; running it again continues it.
+    ``exit_code`` is the shell's code for death by that signal (130, 143)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -33,10 +33,12 @@ from stable_baselines3.common.buffers import RolloutBuffer, RolloutBufferSamples
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
+from fls.errors import FlsError
+
 ValueLoss = Literal["baselines", "sb3"]
 
 
-class NonFiniteError(RuntimeError):
+class NonFiniteError(FlsError, RuntimeError):
     """Training produced a NaN or infinity (in the loss, the gradient norm or a parameter)."""
 
 

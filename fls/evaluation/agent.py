@@ -74,6 +74,8 @@ class Agent:
     algorithm: str
     stochastic: bool  # actor-critic agents sample from their logits; Q-learning agents act greedily
     channels_last: bool
+    game: str | None = None  # the game it plays, when known (fls.load sets it)
+    run_dir: Path | None = None  # the run directory or rl-zoo3 folder it came from, if any
 
     @property
     def policy(self) -> Any:
@@ -104,6 +106,23 @@ class Agent:
         if self.algorithm == "DQN":
             return policy.q_net(x)
         return policy.quantile_net(x).mean(dim=1)  # QR-DQN: expected value over quantiles
+
+    def act(
+        self,
+        observations: np.ndarray | torch.Tensor,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> np.ndarray:
+        """Actions (B,) for observations (B, 4, 84, 84) uint8: sampled from an actor-critic's policy (greedy when
+        ``deterministic``); a Q-learning agent's greedy action (evaluation adds its ε-greedy exploration)."""
+        observations = np.asarray(observations) if not isinstance(observations, torch.Tensor) else observations
+        if observations.ndim == 3:
+            observations = observations[None]
+        scores = self.scores(observations)
+        if self.stochastic and not deterministic:
+            probabilities = torch.softmax(scores.float(), dim=1).cpu()
+            return torch.multinomial(probabilities, 1, generator=generator)[:, 0].numpy()
+        return scores.argmax(dim=1).cpu().numpy()
 
 
 def resolve_checkpoint(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fls.errors import ConfigError
+from fls.errors import ConfigError, Interrupted
 from fls.evaluation.loading import load
 from fls.evaluation.records import EpisodeLog, records_path, scan_records, shard_episodes
 from fls.evaluation.runner import acting_epsilon, run_episodes
@@ -119,12 +118,11 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
         except KeyboardInterrupt:  # a second signal
             stop.signal = stop.signal or signal.SIGINT
         if stop.requested:
-            print(
+            raise Interrupted(
                 f"interrupted with {len(log.episodes)}/{len(indices)} episodes recorded in {log.path}; "
                 "run the same command again to finish",
-                file=sys.stderr,
+                stop.exit_code,
             )
-            sys.exit(stop.exit_code)
     if ev["num_shards"] > 1:
         return merge(out_dir, cfg, required=False)
     # The file may hold more episodes than asked for (recorded for a larger eval.episodes): summarise the set asked.
