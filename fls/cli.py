@@ -197,6 +197,11 @@ def _is_override(arg: str) -> bool:
     return ("=" in arg or arg.startswith("~")) and not arg.startswith("-")
 
 
+def _is_hydras(key: str) -> bool:
+    """Whether a key or group is Hydra's own (``hydra.run.dir``, ``hydra/launcher``)."""
+    return key.lstrip("+~").split(".")[0].split("/")[0] == "hydra"
+
+
 def parse_overrides(args: Iterable[str], config_name: str | None = None) -> list[Any]:
     """Hydra's parse of the overrides among ``args``; ConfigError (one line) for one that does not parse."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -222,7 +227,7 @@ def _too_long(arg: str, config_name: str | None) -> str:
     from fls.config_schema import abbreviate, accepted, lookup
 
     key, _, text = arg.partition("=")
-    found = lookup(config_name, key.lstrip("+~")) if config_name and not key.startswith("hydra") else None
+    found = lookup(config_name, key.lstrip("+~")) if config_name and not _is_hydras(key) else None
     what = accepted(*found) if found else "a number of that many digits is not a value of any key"
     return f"{key}={abbreviate(text)}: {what}"
 
@@ -298,7 +303,7 @@ def check_override_values(args: Iterable[str], config_name: str, config_dir: Pat
     for override in parse_overrides(args, config_name):
         key = override.key_or_group
         written = override.input_line or key
-        if key.split(".")[0].split("/")[0] == "hydra":
+        if _is_hydras(key):
             _check_hydra_override(override, key)
             continue
         text = written.partition("=")[2]
@@ -437,7 +442,8 @@ except ImportError:  # pragma: no cover - Hydra < 1.1
 class SchemaCheck(_HydraCallback):  # type: ignore[misc,valid-type]
     """Hydra callback (configs/*.yaml: ``hydra.callbacks.schema``) that checks the composed config against
     fls/config_schema.py before the run folder exists: once before a single run, and in a multirun before the
-    sweep (its base config and every value of the sweeper's ``params``) and again for each job.
+    sweep (its base config, every value of the sweeper's ``params`` and, with the basic sweeper, every job's
+    composed config) and again for each job.
 
     Hydra turns exceptions of callbacks into warnings, so a bad config exits here (one line, exit 2).
     """
