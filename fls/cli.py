@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,10 @@ def check_overrides(args: list[str], known_model_keys: Iterable[str], config_dir
 
     Hydra's own messages for these span many lines and, for options, do not list the valid keys.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import OverrideParseException
-
-    candidates = [a for a in args if "=" in a and not a.startswith("-")]
     try:
-        overrides = OverridesParser.create().parse_overrides(candidates)
-    except OverrideParseException:
-        return  # Hydra reports syntax errors itself
+        overrides = parse_overrides(args)
+    except ConfigError:
+        return  # check_override_values reports it
     known = set(known_model_keys)
     for override in overrides:
         if override.is_delete():
@@ -183,7 +180,7 @@ def _typed_values(override: Any) -> list[Any]:
         return []
 
 
-def _unknown_key(config_name: str, key: str, text: str) -> ConfigError:
+def _unknown_key(config_name: str, key: str, written: str) -> ConfigError:
     from fls.config_schema import node_keys
 
     parent = key
@@ -192,25 +189,27 @@ def _unknown_key(config_name: str, key: str, text: str) -> ConfigError:
         keys = node_keys(config_name, parent)
         if keys is not None:
             where = f"keys of {parent}" if parent else "top-level keys"
-            return ConfigError(f"{key}={text}: unknown key ({where}: {', '.join(keys)})")
+            return ConfigError(f"{written}: unknown key ({where}: {', '.join(keys)})")
     raise AssertionError("the top level always has keys")
 
 
-def check_override_values(args: Iterable[str], config_name: str, config_dir: Path = CONFIG_DIR) -> None:
-    """Check the keys and values that overrides set (every value of a sweep) against the config's schema.
+def _is_override(arg: str) -> bool:
+    return ("=" in arg or arg.startswith("~")) and not arg.startswith("-")
 
-    Raises ConfigError ``<key>=<value>: <what is accepted>`` (or ``<override>: cannot parse (...)``). Group choices
-    are check_overrides' job; ``+key=`` adding a key the schema lacks is left to Hydra.
-    """
+
+def _is_hydras(key: str) -> bool:
+    """Whether a key or group is Hydra's own (``hydra.run.dir``, ``hydra/launcher``)."""
+    return key.lstrip("+~").split(".")[0].split("/")[0] == "hydra"
+
+
+def parse_overrides(args: Iterable[str], config_name: str | None = None) -> list[Any]:
+    """Hydra's parse of the overrides among ``args``; ConfigError (one line) for one that does not parse."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import OverrideType
     from hydra.errors import OverrideParseException
-
-    from fls.config_schema import check_value, lookup
 
     parser = OverridesParser.create()
     overrides = []
-    for arg in (a for a in args if "=" in a and not a.startswith("-")):
+    for arg in filter(_is_override, args):
         try:
             overrides += parser.parse_overrides([arg])
         except OverrideParseException as error:  # Hydra's message spans lines: keep the one that says what
@@ -219,21 +218,111 @@ def check_override_values(args: Iterable[str], config_name: str, config_dir: Pat
             raise ConfigError(
                 f"{arg}: cannot parse ({detail}; quote values with spaces or special characters)"
             ) from None
+        except ValueError:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+            raise ConfigError(_too_long(arg, config_name)) from None
+    return overrides
+
+
+def _too_long(arg: str, config_name: str | None) -> str:
+    from fls.config_schema import abbreviate, accepted, lookup
+
+    key, _, text = arg.partition("=")
+    found = lookup(config_name, key.lstrip("+~")) if config_name and not _is_hydras(key) else None
+    what = accepted(*found) if found else "a number of that many digits is not a value of any key"
+    return f"{key}={abbreviate(text)}: {what}"
+
+
+# Hydra's keys that name folders: empty, they are the current folder (train.py would make it a run directory).
+HYDRA_PATH_KEYS = ("hydra.run.dir", "hydra.sweep.dir")
+
+
+@contextmanager
+def hydra_loaded() -> Iterator[Any]:
+    """Hydra's config loader on configs/: the running command's, else one for the duration of the block."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():  # inside a running command
+        yield GlobalHydra.instance().config_loader()
+        return
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        yield GlobalHydra.instance().config_loader()
+
+
+def hydra_group_choices(group: str) -> list[str]:
+    """The choices of one of Hydra's groups (``hydra/launcher``): Hydra's own, its installed plugins' and configs/'."""
+    with hydra_loaded() as loader:
+        return list(loader.get_group_options(group))
+
+
+def _check_hydra_override(override: Any, key: str) -> None:
+    """Hydra's own groups and folders: an unknown choice (Hydra's message spans lines) or an empty folder."""
+    if override.is_delete():
+        return
+    values = list(_override_values(override)) or ["null"]
+    if "/" in key and not key.startswith("hydra."):  # a group: hydra/launcher=, hydra/sweeper=, ...
+        choices = hydra_group_choices(key)
+        unknown = next((v for v in values if v not in choices), None)
+        if unknown is not None:
+            raise ConfigError(f"unknown {key} '{unknown}' (valid: {', '.join(choices)})")
+    elif key in HYDRA_PATH_KEYS and any(not v.strip() for v in values):
+        raise ConfigError(f"{key}=: a folder (not empty: an empty {key} is the current folder)")
+
+
+def _check_group_override(
+    override: Any, group: str, text: str, required: bool, config_name: str, config_dir: Path
+) -> None:
+    """What Hydra refuses in many lines or with a traceback: ``+group=``, ``++group=``, ``group=null``, and
+    deleting a group the config needs."""
+    from hydra.core.override_parser.types import OverrideType
+
+    written = override.input_line or group
+    choices = ", ".join(group_choices(group, config_dir))
+    if override.is_delete() or None in _typed_values(override):
+        if required:
+            raise ConfigError(f"{written}: {config_name}.py needs a {group} (choose one: {group}=<name>; {choices})")
+        if not override.is_delete():
+            raise ConfigError(f"{written}: leave {group} out to choose none (or one of {choices})")
+    elif override.type is not OverrideType.CHANGE:  # the group is in the defaults list already
+        raise ConfigError(f"{written}: write {group}={text} (no + for a group of {config_name}.py's defaults)")
+
+
+def check_override_values(args: Iterable[str], config_name: str, config_dir: Path = CONFIG_DIR) -> None:
+    """Check the keys and values that overrides set (every value of a sweep) against the config's schema.
+
+    Raises ConfigError ``<key>=<value>: <what is accepted>`` (or ``<override>: cannot parse (...)``). An unknown
+    key is refused however it is written (``key=``, ``+key=``, ``++key=``, ``~key``), and so is deleting a key or a
+    group the config needs. Choices of fls's groups are check_overrides' job, Hydra's keys are Hydra's (but for
+    its groups' choices and empty folders).
+    """
+    from hydra.core.override_parser.types import OverrideType
+
+    from fls.config_schema import accepted, check_value, lookup
+
     groups = config_groups(config_name, config_dir)
-    for override in overrides:
+    for override in parse_overrides(args, config_name):
         key = override.key_or_group
-        if override.is_delete() or key.startswith("hydra") or key in groups or override.package is not None:
+        written = override.input_line or key
+        if _is_hydras(key):
+            _check_hydra_override(override, key)
             continue
-        text = override.input_line.partition("=")[2] if override.input_line else ""
+        text = written.partition("=")[2]
+        if key in groups:
+            _check_group_override(override, key, text, groups[key] is not None, config_name, config_dir)
+            continue
+        if override.package is not None:
+            continue
         found = lookup(config_name, key)
         if found is None and (config_dir / key).is_dir():
             raise ConfigError(
-                f"{key}={text}: {config_name}.py has no {key} group (its groups: {', '.join(groups) or 'none'})"
+                f"{written}: {config_name}.py has no {key} group (its groups: {', '.join(groups) or 'none'})"
             )
         if found is None:
-            if override.type is OverrideType.CHANGE:  # with +/++ the key is added on purpose; Hydra decides
-                raise _unknown_key(config_name, key, text)
-            continue
+            raise _unknown_key(config_name, key, written)
+        if override.is_delete():
+            raise ConfigError(f"{written}: {config_name}.py needs {key} ({accepted(*found)}); set it, do not delete it")
+        if override.type is OverrideType.ADD:  # Hydra refuses to add a key that exists, in many lines
+            raise ConfigError(f"{written}: {key} is already in the config; set it with {key}={text}")
         for value in _typed_values(override):
             if not (isinstance(value, str) and "${" in value):  # interpolations are checked once composed
                 check_value(key, value, *found)
@@ -306,6 +395,44 @@ def check_composed(config: Any) -> None:
         fail(_one_line(error))
 
 
+def sweep_jobs(config: Any) -> list[list[str]] | None:
+    """The overrides of each job of a multirun with Hydra's basic sweeper (every combination of the sweeper's
+    ``params`` and the command line's values, as the sweeper makes them); None for other sweepers (they choose as
+    they go)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from omegaconf import OmegaConf
+
+    if not str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).endswith(".BasicSweeper"):
+        return None
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    return [job for batch in BasicSweeper.split_arguments(parse_overrides(args), None) for job in batch]
+
+
+def check_sweep_jobs(config: Any) -> None:
+    """Compose and check every job of a multirun (types, and the checks of several keys: model options, shards)
+    before the first starts; exit 2 with one line naming the first bad job."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from fls.config_schema import check_config
+
+    config_name = str(config.hydra.job.config_name)
+    try:
+        jobs = sweep_jobs(config)
+    except ConfigError as error:
+        fail(str(error))
+    with hydra_loaded():
+        for number, job in enumerate(jobs or []):
+            try:
+                check_config(compose(config_name=config_name, overrides=job), config_name)
+            except ConfigError as error:
+                fail(f"{error} (job {number} of the sweep: {' '.join(job)}; no job was started)")
+            except (HydraException, OmegaConfBaseException) as error:
+                fail(f"{_one_line(error)} (job {number} of the sweep: {' '.join(job)}; no job was started)")
+
+
 try:
     from hydra.experimental.callback import Callback as _HydraCallback
 except ImportError:  # pragma: no cover - Hydra < 1.1
@@ -315,7 +442,8 @@ except ImportError:  # pragma: no cover - Hydra < 1.1
 class SchemaCheck(_HydraCallback):  # type: ignore[misc,valid-type]
     """Hydra callback (configs/*.yaml: ``hydra.callbacks.schema``) that checks the composed config against
     fls/config_schema.py before the run folder exists: once before a single run, and in a multirun before the
-    sweep (its base config and every value of the sweeper's ``params``) and again for each job.
+    sweep (its base config, every value of the sweeper's ``params`` and, with the basic sweeper, every job's
+    composed config) and again for each job.
 
     Hydra turns exceptions of callbacks into warnings, so a bad config exits here (one line, exit 2).
     """
@@ -335,6 +463,7 @@ class SchemaCheck(_HydraCallback):  # type: ignore[misc,valid-type]
                 check_override_values([f"{k}={v}" for k, v in params.items()], str(config.hydra.job.config_name))
             except ConfigError as error:
                 fail(f"hydra.sweeper.params: {error}")
+        check_sweep_jobs(config)
         if str(config.hydra.job.config_name) == "train" and not OmegaConf.select(config, "dry_run", default=False):
             from fls.sweep import start_sweep
 
@@ -497,7 +626,7 @@ def help_text(config_name: str, args: list[str] | None = None) -> str:
         value = OmegaConf.select(cfg, name, default=None)
         left = f"{name}={show(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)}"
         what = accepted(tp, rule).replace(" (a YAML/Hydra boolean)", "")
-        text = rule.doc if what.startswith("a string") else f"{rule.doc}; {what}"
+        text = rule.doc if what.startswith(("a string", "a path")) else f"{rule.doc}; {what}"
         lines += _columns(left, text)
     lines += [
         "",

@@ -9,8 +9,9 @@ the command-line values before Hydra composes anything and on the composed confi
 
 Checked here: types, ranges, enumerations, non-finite numbers and ``null`` where the config does not allow it.
 Checks that need several keys stay with the code that knows them: :func:`check_config` also runs the model
-registry's (an option that does not apply to the chosen model), and evaluation's seed overlap with training stays
-in fls/evaluation/episodes.py (it needs the run).
+registry's (an option that does not apply to the chosen model) and :func:`check_shards` (evaluation's shards), and
+evaluation's seed overlap with training stays in fls/evaluation/episodes.py (it needs the run). A multirun runs
+:func:`check_config` on every combination of its sweep before the first job (fls/cli.py).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class Rule:
     test: Callable[[Any], bool] | None = None  # an extra condition on a value of the right type
     accepted: str | None = None  # replaces the generated description of what is accepted
     main: bool = False  # listed by --help (the most used keys)
+    path: bool = False  # a file or folder: an empty value (an unset shell variable) would mean the current folder
 
 
 def key(doc: str, *, main: bool = False, **rule: Any) -> Any:
@@ -194,7 +196,7 @@ class TrainConfig:
     dry_run: bool = key("build the policy, print it and its parameter count, exit", main=True)
     total_timesteps: int = key("agent steps (4 frames each), summed over envs", ge=1, main=True)
     checkpoint_every: int = key("agent steps between checkpoints", ge=1, main=True)
-    resume: str | None = key("a run directory: continue it from its newest checkpoint", main=True)
+    resume: str | None = key("a run directory: continue it from its newest checkpoint", main=True, path=True)
     after_training: AfterTrainingConfig = key("evaluation and video after training")
     allow_pickle: bool = key("resume=: let the checkpoint unpickle objects (runs code: trusted files only)")
 
@@ -215,7 +217,7 @@ class EvalConfig:
     max_episode_steps: int | None = key("agent steps per game; null: the game's default", ge=1)
     shard: int = key("which shard this process plays (0-based)", ge=0, main=True)
     num_shards: int = key("processes splitting the episodes", ge=1, main=True)
-    out: str | None = key("null: <run>/eval/<checkpoint name>/", main=True)
+    out: str | None = key("null: <run>/eval/<checkpoint name>/", main=True, path=True)
     histogram_bins: int = key("bins of the score histogram", ge=1)
 
 
@@ -242,14 +244,14 @@ class SaliencyConfig:
     frames: bool = key("also write every frame as a PNG")
     fps: int = key("frames per second of the video", ge=1)
     format: str = key("video container", choices=VIDEO_FORMATS, main=True)
-    out: str | None = key("null: <run>/videos/")
+    out: str | None = key("null: <run>/videos/", path=True)
 
 
 @dataclass
 class GazeConfig:
     """task=gaze: Atari-HEAD human-gaze agreement."""
 
-    data: str | None = key("the Atari-HEAD directory", main=True)
+    data: str | None = key("the Atari-HEAD directory", main=True, path=True)
     game: str | None = key("null: the run's game", choices=tuple(sorted(GAMES)))
     max_frames: int | None = key("network inputs per trial (null: all)", ge=1)
     batch_size: int = key("frames per forward pass", ge=1)
@@ -257,15 +259,15 @@ class GazeConfig:
     other_frames: int = key("frames whose fixations give shuffled-AUC negatives", ge=1)
     seed: int = key("seed of the shuffled-AUC sampling", ge=0, le=MAX_SEED)
     kl_eps: float = key("KL's epsilon (0: exact KL, frames with Q=0 under P>0 dropped)", ge=0)
-    out: str | None = key("null: <run>/gaze/<checkpoint>_<game>_<methods>/")
+    out: str | None = key("null: <run>/gaze/<checkpoint>_<game>_<methods>/", path=True)
 
 
 @dataclass
 class ReportConfig:
     """task=report: a sweep's tables and curves."""
 
-    out: str | None = key("null: <sweep dir>/report/", main=True)
-    checkpoint: str | None = key("the evaluation to tabulate; null: final_model, else the newest checkpoint")
+    out: str | None = key("null: <sweep dir>/report/", main=True, path=True)
+    checkpoint: str | None = key("the evaluation to tabulate; null: final_model, else the newest checkpoint", path=True)
     curve: str = key("progress.csv column plotted against time/total_timesteps")
     grid_points: int = key("common step grid on which seeds are averaged", ge=2)
     std_ddof: int = key("std across seeds: 0 population | 1 sample", choices=(0, 1))
@@ -299,7 +301,7 @@ class TreeConfig:
         choices=TREE_ROOTS,
     )
     steps: list[int] = key("agent steps of each game to explain", ge=0, main=True)
-    out: str | None = key("null: <run>/trees/")
+    out: str | None = key("null: <run>/trees/", path=True)
 
 
 @dataclass
@@ -317,7 +319,7 @@ class FaithfulnessConfig:
     sanity: bool = key("cascading-randomisation sanity checks")
     sanity_frames: int | None = key("frames used by the sanity checks (null: all)", ge=1)
     seed: int = key("frame draws, random order, tie breaking, randomised weights", ge=0, le=MAX_SEED)
-    out: str | None = key("null: <run>/eval/<checkpoint name>/faithfulness/<methods>_<baseline>/")
+    out: str | None = key("null: <run>/eval/<checkpoint name>/faithfulness/<methods>_<baseline>/", path=True)
 
 
 @dataclass
@@ -340,9 +342,11 @@ class EvaluateConfig:
     """python evaluate.py: the composed config (configs/evaluate.yaml)."""
 
     task: str = key("what to do", choices=tuple(TASKS), main=True)
-    run: str | None = key("a run directory (its final model, else its newest checkpoint)", main=True)
-    checkpoint: str | None = key("or a model file: an fls checkpoint or an SB3 Atari zip", main=True)
-    sweep: str | list[str] | None = key("task=report: a multirun directory or a list of run directories", main=True)
+    run: str | None = key("a run directory (its final model, else its newest checkpoint)", main=True, path=True)
+    checkpoint: str | None = key("or a model file: an fls checkpoint or an SB3 Atari zip", main=True, path=True)
+    sweep: str | list[str] | None = key(
+        "task=report: a multirun directory or a list of run directories", main=True, path=True
+    )
     device: str = key("auto: CUDA when present", main=True, **DEVICE_RULE)
     env: EnvConfig | None = key("the game; needed only for checkpoint=<zip> from outside fls")
     eval: EvalConfig = key("task=episodes")
@@ -407,6 +411,8 @@ def _one(tp: Any, rule: Rule) -> str:
         return "a list, each item " + _one(item, rule)
     if is_dataclass(tp):
         return "a group of keys: " + ", ".join(f.name for f in fields(tp))
+    if tp is str and rule.path:
+        return "a path (not empty)"
     kind = {int: "an integer", float: "a finite number", str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
     limits = _range(rule)
     return f"{kind} {limits}" if limits else kind
@@ -435,6 +441,11 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def abbreviate(text: str, limit: int = 40) -> str:
+    """``text``, or its start and length when longer than ``limit`` (an error line stays readable)."""
+    return text if len(text) <= limit else f"{text[:20]}... ({len(text)} characters)"
+
+
 def _fits(value: Any, tp: Any, rule: Rule) -> bool:
     """Whether a non-null ``value`` is of type ``tp`` and satisfies ``rule`` (lists: every item)."""
     origin = typing.get_origin(tp)
@@ -448,7 +459,7 @@ def _fits(value: Any, tp: Any, rule: Rule) -> bool:
     if tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and _finite(value)
     elif tp is str:
         # Paths and names typed as bare numbers (run=123) reach the code as ints; str() of them is the name.
         ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
@@ -458,11 +469,20 @@ def _fits(value: Any, tp: Any, rule: Rule) -> bool:
         return False
     if tp is str:
         value = str(value)
+        if rule.path and not value.strip():
+            return False
     if rule.choices is not None and (value not in rule.choices or isinstance(value, bool)):
         return False
     if tp is not str and not _in_range(value, rule):
         return False
     return rule.test is None or rule.test(value)
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _in_range(value: float, rule: Rule) -> bool:
@@ -489,7 +509,7 @@ def check_value(name: str, value: Any, tp: Any, rule: Rule) -> None:
         hint = ""
         if tp is int and isinstance(value, float) and math.isfinite(value) and value.is_integer():
             hint = f" (write {int(value)}, without a decimal point or exponent)"
-        raise ConfigError(f"{name}={show(value)}: {accepted(tp, rule)}{hint}")
+        raise ConfigError(f"{name}={abbreviate(show(value))}: {accepted(tp, rule)}{hint}")
 
 
 def check_node(data: Mapping[str, Any], schema: type, prefix: str = "") -> None:
@@ -521,6 +541,21 @@ def check_config(cfg: Mapping[str, Any], config_name: str) -> None:
     check_node(data, schema_of(config_name))
     if config_name == "train" and isinstance(data.get("model"), Mapping):
         check_model_config(data["model"])  # options that do not apply to the model, contradicting options
+    ev = data.get("eval")
+    if config_name == "evaluate" and data.get("task") == "episodes" and isinstance(ev, Mapping):
+        check_shards(ev.get("shard", 0), ev.get("num_shards", 1), ev.get("num_envs", 1))
+
+
+def check_shards(shard: int, num_shards: int, num_envs: int) -> None:
+    """eval.shard against eval.num_shards, and eval.num_shards against eval.num_envs (shards split the envs)."""
+    if num_shards < 1:
+        raise ConfigError(f"eval.num_shards={num_shards}: an integer >= 1")
+    if not 0 <= shard < num_shards:
+        raise ConfigError(
+            f"eval.shard={shard} is out of range for eval.num_shards={num_shards} (valid: 0..{num_shards - 1})"
+        )
+    if num_shards > num_envs:
+        raise ConfigError(f"eval.num_shards={num_shards} exceeds eval.num_envs={num_envs}: shards split the envs")
 
 
 def _items(cfg: Any) -> Iterator[tuple[str, Any]]:

@@ -128,6 +128,63 @@ def test_refused_before_anything_exists(cli, script, args, env, message, tmp_pat
     assert not out.exists()
 
 
+TINY_TRAINING = ["env.num_envs=2", "ppo.n_steps=64", "ppo.batch_size=64", "total_timesteps=64"]
+TINY_TRAINING += ["logger.wandb.mode=disabled", "logger.tensorboard=false"]
+
+
+# Commands that used to start work (a training, a run directory in the current folder, job 0 of a sweep) or end in
+# Hydra's many lines: refused with one line, exit 2, and nothing made in the working directory (no outputs/, no
+# multirun/). {run} is an empty folder outside it. test_config_schema.py's tables check more values in-process.
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("train.py", ["+foo=1"], "error: +foo=1: unknown key (top-level keys: model, env, ppo, logger, seed"),
+        pytest.param(
+            "train.py",
+            ["hydra.run.dir="],
+            "error: hydra.run.dir=: a folder (not empty: an empty hydra.run.dir is the current folder)",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param("train.py", ["resume="], "error: resume=: a path (not empty), or null", marks=pytest.mark.slow),
+        pytest.param(
+            "train.py",
+            ["-m", "model=nature_cnn,sparse_fls", "model.sum_pool=true"],
+            "error: model.sum_pool does not apply to nature_cnn (its options: none) (job 0 of the sweep: "
+            "model=nature_cnn model.sum_pool=True ",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "train.py",
+            ["-m", "hydra/sweeper=bogus", "seed=1,2"],
+            "error: unknown hydra/sweeper 'bogus' (valid: basic, ",
+            marks=pytest.mark.slow,
+        ),
+        pytest.param(
+            "evaluate.py",
+            ["run={run}", "eval.episodes=2", "eval.num_envs=2", "+eval.bogus=1"],
+            "error: +eval.bogus=1: unknown key (keys of eval: episodes",
+            marks=pytest.mark.slow,
+        ),
+        (
+            "evaluate.py",
+            ["-m", "run={run}", "eval.num_envs=2", "eval.shard=0,1,5", "eval.num_shards=2"],
+            "error: eval.shard=5 is out of range for eval.num_shards=2 (valid: 0..1) (job 2 of the sweep: run=",
+        ),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else "",
+)
+def test_refused_before_any_work(cli, script, args, message, tmp_path) -> None:
+    run, cwd = tmp_path / "run", tmp_path / "cwd"
+    run.mkdir()
+    cwd.mkdir()
+    extra = TINY_TRAINING if script == "train.py" else []
+    result = cli(script, *(a.format(run=run) for a in args), *extra, cwd=cwd, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(message), result.stderr[-3000:]
+    assert list(cwd.iterdir()) == [] and list(run.iterdir()) == []
+
+
 def test_train_help_lists_groups_choices_and_keys(cli) -> None:
     result = cli("train.py", "--help")
     assert result.returncode == 0, result.stderr

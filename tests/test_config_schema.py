@@ -69,6 +69,27 @@ TRAIN_BAD = [
     (["env.num_env=4"], "env.num_env=4: unknown key (keys of env: name, num_envs)"),
     (["sed=1"], "sed=1: unknown key (top-level keys: model, env"),
     (["seed=[1"], "seed=[1: cannot parse"),
+    # Unknown keys however they are written, keys and groups the config needs, Hydra's own groups and folders.
+    (["+foo=1"], "+foo=1: unknown key (top-level keys: model, env"),
+    (["++foo=1"], "++foo=1: unknown key (top-level keys: model, env"),
+    (["+after_training.bogus=1"], "+after_training.bogus=1: unknown key (keys of after_training: eval_episodes"),
+    (["~foo"], "~foo: unknown key (top-level keys: model, env"),
+    (["+seed=3"], "+seed=3: seed is already in the config; set it with seed=3"),
+    (["~seed"], "~seed: train.py needs seed (an integer >= 0 and <= 2147483647); set it, do not delete it"),
+    (["~model"], "~model: train.py needs a model (choose one: model=<name>; daqn, dense_fls"),
+    (["model=null"], "model=null: train.py needs a model (choose one: model=<name>; daqn, dense_fls"),
+    (["experiment=null"], "experiment=null: leave experiment out to choose none (or one of lambda_search"),
+    (["+experiment=quickstart"], "+experiment=quickstart: write experiment=quickstart (no + for a group"),
+    (["resume="], "resume=: a path (not empty), or null"),
+    (["resume=''"], "resume=: a path (not empty), or null"),
+    (["hydra.run.dir="], "hydra.run.dir=: a folder (not empty: an empty hydra.run.dir is the current folder)"),
+    (["hydra.sweep.dir="], "hydra.sweep.dir=: a folder (not empty"),
+    (["hydra/launcher=bogus"], "unknown hydra/launcher 'bogus' (valid: basic, "),
+    (["hydra/sweeper=bogus"], "unknown hydra/sweeper 'bogus' (valid: basic, "),
+    (["hydra/launcher=null"], "unknown hydra/launcher 'null' (valid: basic, "),
+    (["seed=" + "9" * 5000], "seed=99999999999999999999... (5000 characters): an integer >= 0 and <= 2147483647"),
+    (["seed=1," + "9" * 5000], "seed=1," + "9" * 18 + "... (5002 characters): an integer >= 0"),
+    (["ppo.learning_rate=" + "9" * 400], "ppo.learning_rate=99999999999999999999... (400 characters): a finite number"),
     # The model registry's checks of several keys also run before the run folder exists.
     (["model=nature_cnn", "model.sum_pool=true"], "model.sum_pool does not apply to nature_cnn"),
     (["model=dense_fls", "model.sum_pool=false"], "dense_fls always sum-pools"),
@@ -102,11 +123,22 @@ EVALUATE_BAD = [
     (["experiment=quickstart"], "experiment=quickstart: evaluate.py has no experiment group (its groups: env)"),
     (["model=rs"], "model=rs: evaluate.py has no model group (its groups: env)"),
     (["env=Pong", "env.num_envs=0"], "env.num_envs=0: an integer >= 1"),
+    (["+eval.bogus=1"], "+eval.bogus=1: unknown key (keys of eval: episodes, num_envs"),
+    (["+env=Pong"], "+env=Pong: write env=Pong (no + for a group of evaluate.py's defaults)"),
+    (["~eval.out"], "~eval.out: evaluate.py needs eval.out (a path (not empty), or null); set it, do not delete it"),
+    (["eval.out="], "eval.out=: a path (not empty), or null"),
+    (["run="], "run=: a path (not empty), or null"),
+    (["gaze.data=' '"], "gaze.data= : a path (not empty), or null"),
+    (["task=report", "sweep=[runs/a,'']"], "sweep=[runs/a,]: a path (not empty) or a list, each item a path"),
+    (["hydra.run.dir="], "hydra.run.dir=: a folder (not empty"),
+    # evaluation's shards are checked against each other once composed (a sweep: in every job, before the first)
+    (["eval.shard=2", "eval.num_shards=2"], "eval.shard=2 is out of range for eval.num_shards=2 (valid: 0..1)"),
+    (["eval.num_envs=2", "eval.num_shards=4"], "eval.num_shards=4 exceeds eval.num_envs=2: shards split the envs"),
 ]
 
 
 def _ids(case: object) -> str:
-    return " ".join(case) if isinstance(case, list) else ""
+    return " ".join(a if len(a) < 50 else f"{a[:20]}...({len(a)})" for a in case) if isinstance(case, list) else ""
 
 
 def _compose(config_name: str, overrides: list[str], hydra: bool = False):

@@ -34,6 +34,13 @@ HOSTILE = [
     ("run-dir-under-file", "train.py", ["hydra.run.dir={file}/run"], 2, "not a directory; a file stands where"),
     ("evaluate-missing-run", "evaluate.py", ["run={sandbox}/no_such_run"], 2, "no_such_run"),
     ("evaluate-bad-shard", "evaluate.py", ["run={run}", "eval.shard=3", "eval.num_shards=2"], 2, "eval.shard=3"),
+    (
+        "evaluate-zoo-model-of-a-run",
+        "evaluate.py",
+        ["run={run}", "zoo.model=best", "eval.episodes=2", "eval.num_envs=2"],
+        2,
+        "zoo.model=best picks a model of an rl-zoo3 folder; run={run} is an fls run: drop zoo.model",
+    ),
     ("evaluate-unknown-task", "evaluate.py", ["run={run}", "task=dance"], 2, "task=dance: one of episodes, merge"),
     (
         "evaluate-out-under-file",

@@ -118,6 +118,19 @@ def test_folder_gives_the_model_and_the_game(tmp_path, dqn_zip) -> None:
         resolve_checkpoint(None, str(tmp_path))
 
 
+def test_zoo_model_is_refused_where_it_does_not_apply(tmp_path, dqn_zip) -> None:
+    """zoo.model picks a zip of an rl-zoo3 folder: with an fls run (or a file) it would be ignored, so it is refused."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("env:\n  name: Breakout\n")
+    shutil.copy(dqn_zip, run / "final_model.zip")
+    for model in ("best", 250):
+        refused = rf"^zoo.model={model} picks a model of an rl-zoo3 folder; run=.* is an fls run: drop zoo.model"
+        with pytest.raises(ConfigError, match=refused):
+            resolve_checkpoint(str(run), None, model)
+    assert resolve_checkpoint(str(run), None, "final") == (run / "final_model.zip", run)
+
+
 REFUSED = [
     ({**DQN_ATARI, "frame_stack": 2}, ENV_ID, "frame_stack 2: fls plays 4 stacked frames"),
     ({k: v for k, v in DQN_ATARI.items() if k != "frame_stack"}, ENV_ID, "frame_stack None"),

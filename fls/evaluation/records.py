@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fls.config_schema import check_shards
 from fls.errors import ConfigError
 from fls.rundir import atomic_path
 
@@ -42,14 +43,7 @@ class Episode:
 def shard_episodes(episodes: int, shard: int, num_shards: int, streams: int) -> list[int]:
     """Episode indices of one shard: the episodes of streams shard, shard + num_shards, ... (episode i belongs to
     stream i % streams), so each shard seeds and plays its own streams."""
-    if num_shards < 1:
-        raise ConfigError(f"eval.num_shards must be >= 1, got {num_shards}")
-    if not 0 <= shard < num_shards:
-        raise ConfigError(
-            f"eval.shard={shard} is out of range for eval.num_shards={num_shards} (valid: 0..{num_shards - 1})"
-        )
-    if num_shards > streams:
-        raise ConfigError(f"eval.num_shards={num_shards} exceeds eval.num_envs={streams}: shards split the envs")
+    check_shards(shard, num_shards, streams)
     if episodes < 1:
         raise ConfigError(f"eval.episodes must be >= 1, got {episodes}")
     return [i for i in range(episodes) if (i % streams) % num_shards == shard]

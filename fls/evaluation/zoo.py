@@ -247,18 +247,23 @@ def zoo_checkpoint(run: str | None, checkpoint: str | None, model: str | int = "
     ``model`` (``zoo.model``) picks the zip of a folder; it must stay "final" when a file is named directly.
     """
     given = Path(str(run or checkpoint)).expanduser().resolve()
-    if given.is_dir():
-        if zoo_params_dir(given) is None:
-            if run:
-                return None  # an fls run directory (or a missing one): the caller reports it
+    if given.is_dir() and zoo_params_dir(given) is not None:
+        return read_zoo_folder(given).model(model), given
+    if given.is_dir() and not run:
+        raise ConfigError(
+            f"checkpoint={given} is a directory but not an rl-zoo3 experiment folder (no <EnvId>/config.yml); "
+            "use run=<dir> for an fls run, or checkpoint=<file.zip>"
+        )
+    if str(model) != "final" and given.exists():  # an fls run or a model file: the option does not apply
+        picks = f"zoo.model={model} picks a model of an rl-zoo3 folder"
+        if run:
             raise ConfigError(
-                f"checkpoint={given} is a directory but not an rl-zoo3 experiment folder (no <EnvId>/config.yml); "
-                "use run=<dir> for an fls run, or checkpoint=<file.zip>"
+                f"{picks}; run={given} is an fls run: drop zoo.model "
+                "(or name one of its checkpoints: checkpoint=<run>/checkpoints/<file>.zip)"
             )
-        experiment = read_zoo_folder(given)
-        return experiment.model(model), given
-    if str(model) != "final":
-        raise ConfigError(f"zoo.model={model} picks a model of an rl-zoo3 folder; {given} is not one")
+        raise ConfigError(f"{picks}; checkpoint={given} is a model file: drop zoo.model")
+    if given.is_dir():
+        return None  # an fls run directory: the caller reads it
     if not given.is_file() or zoo_params_dir(given.parent) is None:
         return None
     read_zoo_folder(given.parent)  # a model inside a zoo folder is checked against the folder's settings
