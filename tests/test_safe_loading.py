@@ -414,6 +414,7 @@ def with_data(**fields):
     [
         ("evil", ["data field 'evil'", "allow_pickle=true"]),
         ("env", ["data field 'env'"]),
+        ("pth", ["cannot be loaded", "UnpicklingError"]),
         ("nan", ["parameter", "is not finite (1 of", "no earlier checkpoint", "step 0"]),
     ],
 )
@@ -428,13 +429,17 @@ def test_a_refused_resume_changes_nothing(cli, unfinished_run, tmp_path, damage,
         plant(checkpoint, damaged, "evil", tmp_path / "marker")
     elif damage == "env":
         rewrite(checkpoint, damaged, with_data(env="Breakout"))
+    elif damage == "pth":
+        blob = io.BytesIO()
+        torch.save({"payload": Payload(tmp_path / "marker")}, blob)
+        rewrite(checkpoint, damaged, members={"policy.pth": blob.getvalue()})
     else:
         poison_weights(checkpoint, damaged)
     damaged.replace(checkpoint)
     before = files_of(run_dir)
     result = cli("train.py", f"resume={run_dir}", "logger.tensorboard=true")
     one_line_error(result, str(checkpoint), *fragments)
-    assert files_of(run_dir) == before
+    assert files_of(run_dir) == before and not (tmp_path / "marker").exists()
 
 
 @pytest.mark.slow
