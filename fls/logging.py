@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,37 +11,56 @@ from typing import Any
 
 from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 
+from fls.rundir import atomic_path
+
 PROGRESS_FILE = "progress.csv"
 STEP_KEY = "time/total_timesteps"
 
 
+def read_complete_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and the whole rows of a CSV file: a last line without its line end (torn by a kill mid-write)
+    and rows with another number of cells than the header are left out."""
+    with open(path, newline="") as handle:
+        text = handle.read()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    lines = list(csv.reader(io.StringIO(text)))
+    if not lines:
+        return [], []
+    header = lines[0]
+    return header, [dict(zip(header, cells, strict=True)) for cells in lines[1:] if len(cells) == len(header)]
+
+
+def _logged_by(row: dict[str, str], step: int) -> bool:
+    """Whether a progress row was logged at or before ``step`` (rows without a step are kept)."""
+    value = row.get(STEP_KEY) or ""
+    try:
+        return not value or float(value) <= step
+    except ValueError:
+        return False
+
+
 class ProgressCSV(KVWriter):
     """progress.csv that survives resumes: keeps earlier rows (dropping those past ``keep_until_step``, which
-    were logged after the checkpoint the run resumes from) and widens the header when new keys appear."""
+    were logged after the checkpoint the run resumes from, and a last row torn by a kill mid-write) and widens the
+    header when new keys appear."""
 
     def __init__(self, path: str | os.PathLike, keep_until_step: int | None = None):
         self.path = Path(path)
         self.keys: list[str] = []
         self.rows: list[dict[str, str]] = []
         if keep_until_step is not None and self.path.is_file():
-            with open(self.path, newline="") as handle:
-                reader = csv.DictReader(handle)
-                self.keys = list(reader.fieldnames or [])
-                for row in reader:
-                    step = row.get(STEP_KEY) or ""
-                    if not step or float(step) <= keep_until_step:
-                        self.rows.append(row)
+            self.keys, rows = read_complete_rows(self.path)
+            self.rows = [row for row in rows if _logged_by(row, keep_until_step)]
             self._rewrite()
         else:
             self.path.write_text("")
 
     def _rewrite(self) -> None:
-        tmp = self.path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as handle:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.keys)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
     def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
         row = {

@@ -20,7 +20,7 @@ import pickle
 import re
 import sys
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -325,6 +325,20 @@ def safe_custom_objects(
     return custom
 
 
+def _custom_objects(
+    path: Path, allow_pickle: bool, known: dict[str, Any] | None, custom_objects: dict[str, Any] | None
+) -> dict[str, Any]:
+    custom = dict(custom_objects or {})
+    if not allow_pickle:
+        custom = safe_custom_objects(read_model_data(path), path, {**custom, **(known or {})})
+    return custom
+
+
+def _load_failure(path: Path, what: str, error: Exception) -> ConfigError:
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    return ConfigError(f"{path} cannot be loaded as {what} ({type(error).__name__}: {first})")
+
+
 def load_model(
     algorithm: type,
     path: Path,
@@ -340,25 +354,38 @@ def load_model(
     ``known``: trusted values for fields (used instead of the file's, safe mode only); ``custom_objects``: replacements
     used in both modes (e.g. schedules an evaluation does not need). Load failures are ConfigErrors (one line).
     """
-    custom = dict(custom_objects or {})
-    if not allow_pickle:
-        data = read_model_data(path)
-        custom = safe_custom_objects(data, path, {**custom, **(known or {})})
+    custom = _custom_objects(path, allow_pickle, known, custom_objects)
     try:
         return algorithm.load(path, env=env, device=device, custom_objects=custom)
     except ConfigError:
         raise
     except LOAD_ERRORS as error:
-        first = (str(error).strip().splitlines() or [""])[0][:300]
-        raise ConfigError(
-            f"{path} cannot be loaded as {algorithm.__name__} ({type(error).__name__}: {first})"
-        ) from None
+        raise _load_failure(path, algorithm.__name__, error) from None
 
 
-def first_non_finite(module: torch.nn.Module) -> tuple[str, int, int] | None:
-    """(name, non-finite count, size) of the first floating parameter or buffer holding NaN or inf, else None."""
-    for name, tensor in module.state_dict().items():
-        if torch.is_floating_point(tensor):
+def read_archive(
+    path: Path, *, device: torch.device | str = "cpu", allow_pickle: bool = False, known: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``data`` and the weights (state dicts by name) of an SB3 archive, read as :func:`load_model` reads them
+    (nothing unpickled unless ``allow_pickle``), without building a model from them."""
+    from stable_baselines3.common.save_util import load_from_zip_file
+
+    custom = _custom_objects(path, allow_pickle, known, None)
+    try:
+        data, params, _ = load_from_zip_file(path, custom_objects=custom, device=device)
+    except LOAD_ERRORS as error:
+        raise _load_failure(path, "an SB3 model archive", error) from None
+    if not isinstance(data, dict) or not isinstance(params, dict):
+        raise ConfigError(f"{path} is not an SB3 model archive (no data or no weights)")
+    return data, params
+
+
+def first_non_finite(tensors: torch.nn.Module | Iterable[tuple[str, Any]]) -> tuple[str, int, int] | None:
+    """(name, non-finite count, size) of the first floating tensor holding NaN or inf, else None: of a module's
+    parameters and buffers, or of (name, value) pairs (values that are not tensors are skipped)."""
+    named = tensors.state_dict().items() if isinstance(tensors, torch.nn.Module) else tensors
+    for name, tensor in named:
+        if isinstance(tensor, torch.Tensor) and torch.is_floating_point(tensor):
             bad = int((~torch.isfinite(tensor)).sum())
             if bad:
                 return name, bad, tensor.numel()

@@ -104,6 +104,9 @@ class AttentionPPO(PPO):
             raise ValueError(f"value_loss must be 'baselines' or 'sb3', got {value_loss!r}")
         self.entropy_lambda = float(entropy_lambda)
         self.value_loss = value_loss
+        # The last update's logged statistics: SB3 writes them with the next rollout's row, so they are saved with
+        # a checkpoint taken between the two, and a resumed run logs them again (log_last_update).
+        self.last_update_log: dict[str, list[Any]] = {}
         super().__init__(*args, **kwargs)
 
     def _setup_model(self) -> None:
@@ -243,6 +246,17 @@ class AttentionPPO(PPO):
         self.logger.record("train/entropy_lambda", self.entropy_lambda)
         if clip_range_vf is not None:
             self.logger.record("train/clip_range_vf", clip_range_vf)
+        self.last_update_log = {
+            key: [value if isinstance(value, int) else float(value), list(self.logger.name_to_excluded.get(key) or ())]
+            for key, value in self.logger.name_to_value.items()
+            if key.startswith("train/")
+        }
+
+    def log_last_update(self) -> None:
+        """Record the last update's statistics again, for the next row: a resumed run's first row then has them, as
+        the row of an uninterrupted run would have."""
+        for key, (value, exclude) in self.last_update_log.items():
+            self.logger.record(key, value, exclude=tuple(exclude))
 
     def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
         """SB3's rollout collection, with a policy whose action scores became non-finite reported as such."""

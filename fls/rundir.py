@@ -99,8 +99,9 @@ def check_model_file(path: Path) -> Path:
     return path
 
 
-def newest_checkpoint(run_dir: str | os.PathLike) -> Path:
-    """The newest checkpoint of a run (the final model once training finished), validated; ConfigError if none."""
+def latest_model(run_dir: str | os.PathLike) -> Path | None:
+    """The newest checkpoint of a run (the final model once training finished), validated; None if it has none
+    yet (e.g. it was stopped during start-up). ConfigError if the directory does not exist."""
     run = Path(run_dir)
     if not run.is_dir():
         raise ConfigError(f"run directory {run} does not exist")
@@ -108,11 +109,17 @@ def newest_checkpoint(run_dir: str | os.PathLike) -> Path:
     final = run / FINAL_MODEL
     if final.is_file():
         candidates.append(final)
-    if not candidates:
+    return check_model_file(candidates[-1]) if candidates else None
+
+
+def newest_checkpoint(run_dir: str | os.PathLike) -> Path:
+    """:func:`latest_model`, a ConfigError if there is none."""
+    found = latest_model(run_dir)
+    if found is None:
         raise ConfigError(
-            f"run directory {run} has no checkpoint (looked for {FINAL_MODEL} and {CHECKPOINT_DIR}/step_*.zip)"
+            f"run directory {run_dir} has no checkpoint (looked for {FINAL_MODEL} and {CHECKPOINT_DIR}/step_*.zip)"
         )
-    return check_model_file(candidates[-1])
+    return found
 
 
 # Directories this process created (parents first): removed again if still empty when the command ends, so a

@@ -13,18 +13,19 @@ from stable_baselines3.common.callbacks import BaseCallback
 from fls.envs import get_game, make_vec_env
 from fls.errors import ConfigError
 from fls.logging import init_wandb, make_logger
-from fls.model_files import allow_pickle_flag, load_model
+from fls.model_files import allow_pickle_flag
 from fls.models import build_policy, count_parameters, describe_policy, policy_kwargs
 from fls.models.policy import FLSPolicy
 from fls.ppo import AttentionPPO, LinearDecay, NonFiniteError
 from fls.progress import progress_bar
+from fls.resume import restore_checkpoint
 from fls.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     FINAL_MODEL,
     atomic_write_text,
     checkpoint_path,
-    newest_checkpoint,
+    latest_model,
     save_model,
 )
 from fls.runtime import StopSignals, resolve_device
@@ -228,9 +229,14 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
     it (after type conversion), except those in RESUME_MAY_CHANGE, which replace the run's.
     """
     run_dir = Path(str(cfg.resume)).expanduser().resolve()
-    newest_checkpoint(run_dir)  # the run exists and has something to resume from
+    checkpoint = latest_model(run_dir)  # None: stopped before its first checkpoint, resumed from step 0
     saved_path = run_dir / CONFIG_FILE
     if not saved_path.is_file():
+        if checkpoint is None:
+            raise ConfigError(
+                f"run directory {run_dir} has no checkpoint (looked for {FINAL_MODEL} and {CHECKPOINT_DIR}/step_*.zip) "
+                f"and no {CONFIG_FILE}: it is not a run written by train.py"
+            )
         raise ConfigError(f"run directory {run_dir} has no {CONFIG_FILE}: it was not written by train.py")
     try:
         saved = OmegaConf.load(saved_path)
@@ -301,7 +307,7 @@ def check_fresh(cfg: DictConfig, run_dir: Path) -> None:
 
 def record_invocation(cfg: DictConfig, run_dir: Path, resumed_from: Path | None) -> None:
     """Hydra's record of a fresh run (.hydra/config.yaml, hydra.yaml, overrides.yaml), written once the run is
-    accepted; a resume appends one line to .hydra/resumes.jsonl instead."""
+    accepted; a resume appends one line to .hydra/resumes.jsonl instead (checkpoint null: resumed from step 0)."""
     import json
     import socket
     from datetime import datetime
@@ -310,7 +316,7 @@ def record_invocation(cfg: DictConfig, run_dir: Path, resumed_from: Path | None)
 
     hydra_cfg = HydraConfig.get()
     record_dir = run_dir / ".hydra"
-    if resumed_from is None:
+    if not cfg.resume:
         atomic_write_text(record_dir / "config.yaml", OmegaConf.to_yaml(cfg))
         atomic_write_text(record_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))
         atomic_write_text(record_dir / "overrides.yaml", OmegaConf.to_yaml(hydra_cfg.overrides.task))
@@ -319,7 +325,7 @@ def record_invocation(cfg: DictConfig, run_dir: Path, resumed_from: Path | None)
         "time": datetime.now().isoformat(timespec="seconds"),
         "host": socket.gethostname(),
         "overrides": list(hydra_cfg.overrides.task),
-        "checkpoint": resumed_from.name,
+        "checkpoint": None if resumed_from is None else resumed_from.name,
     }
     record_dir.mkdir(exist_ok=True)
     with open(record_dir / "resumes.jsonl", "a") as handle:
@@ -336,60 +342,75 @@ class TrainingStopped(Exception):
         self.interrupted = interrupted
 
 
+def new_model(cfg: DictConfig, env: Any) -> AttentionPPO:
+    """The run's model as its config describes it (a resume then restores what training learned into it)."""
+    return AttentionPPO(
+        FLSPolicy,
+        env,
+        policy_kwargs=policy_kwargs(model_config(cfg)),
+        seed=int(cfg.seed),
+        device=resolve_device(str(cfg.device)),
+        verbose=0,
+        **ppo_kwargs(cfg),
+    )
+
+
+def start_wandb(cfg: DictConfig, run_dir: Path) -> Any:
+    """The run's W&B run (continued on a resume), None when W&B is disabled."""
+    if cfg.logger.wandb.mode == "disabled":
+        return None
+    id_file = run_dir / "wandb_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else None
+    wandb_run = init_wandb(
+        run_dir,
+        mode=str(cfg.logger.wandb.mode),
+        project=str(cfg.logger.wandb.project),
+        entity=cfg.logger.wandb.entity,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        run_id=run_id,
+        **wandb_identity(cfg, run_dir),
+    )
+    if run_id is None:
+        atomic_write_text(id_file, wandb_run.id)
+    return wandb_run
+
+
 def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
     """Train (or resume) the run described by ``cfg`` in ``run_dir``; returns the model (None if already done).
 
-    The caller holds the run directory's lock; a resume continues from the newest checkpoint found under it.
+    The caller holds the run directory's lock; a resume continues from the newest checkpoint found under it (from
+    step 0 when there is none yet). Nothing is written before the model is built and the checkpoint is loaded and
+    checked: a refused run or resume leaves the run directory as it was.
     """
     check_config(cfg)
-    device = resolve_device(str(cfg.device))
-    kwargs = ppo_kwargs(cfg)
-    policy_kw = policy_kwargs(model_config(cfg))
-    checkpoint = None
-    if cfg.resume:
-        checkpoint = newest_checkpoint(run_dir)
-        if checkpoint.name == FINAL_MODEL:
-            print(f"run {run_dir} already finished ({checkpoint}); nothing to resume")
-            return None
-        record_invocation(cfg, run_dir, checkpoint)
-    else:
-        atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-        record_invocation(cfg, run_dir, None)
-
+    checkpoint = latest_model(run_dir) if cfg.resume else None
+    if checkpoint is not None and checkpoint.name == FINAL_MODEL:
+        print(f"run {run_dir} already finished ({checkpoint}); nothing to resume")
+        return None
     seed = int(cfg.seed)
     env = make_vec_env(cfg.env.name, num_envs=int(cfg.env.num_envs), seed=seed)
-    if checkpoint is None:
-        model = AttentionPPO(FLSPolicy, env, policy_kwargs=policy_kw, seed=seed, device=device, verbose=0, **kwargs)
-        resume_step = None
-    else:
-        # Safe load: the schedules and the policy come from the run's config, nothing is unpickled from the file.
-        known = {"policy_kwargs": policy_kw, **{k: kwargs[k] for k in ("learning_rate", "clip_range", "clip_range_vf")}}
-        model = load_model(
-            AttentionPPO, checkpoint, env=env, device=device, allow_pickle=allow_pickle_flag(cfg), known=known
+    try:
+        model = new_model(cfg, env)
+        if checkpoint is not None:
+            restore_checkpoint(model, checkpoint, allow_pickle=allow_pickle_flag(cfg))
+            # Fresh episodes after a resume: envs cannot be restored, so use seeds no earlier segment used.
+            model.set_random_seed(seed + model.num_timesteps)
+        # Accepted: from here on the run directory is written.
+        if cfg.resume:
+            where = f"{checkpoint.name} at step {model.num_timesteps}" if checkpoint else "step 0 (no checkpoint yet)"
+            print(f"resuming {run_dir} from {where}")
+        else:
+            atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+        record_invocation(cfg, run_dir, checkpoint)
+        wandb_run = start_wandb(cfg, run_dir)
+        resume_step = model.num_timesteps if cfg.resume else None
+        model.set_logger(
+            make_logger(run_dir, tensorboard=bool(cfg.logger.tensorboard), wandb_run=wandb_run, resume_step=resume_step)
         )
-        # Fresh episodes after a resume: envs cannot be restored, so use seeds no earlier segment used.
-        model.set_random_seed(seed + model.num_timesteps)
-        resume_step = model.num_timesteps
-        print(f"resuming {run_dir} from {checkpoint.name} at step {resume_step}")
-
-    wandb_run = None
-    if cfg.logger.wandb.mode != "disabled":
-        id_file = run_dir / "wandb_id"
-        run_id = id_file.read_text().strip() if id_file.is_file() else None
-        wandb_run = init_wandb(
-            run_dir,
-            mode=str(cfg.logger.wandb.mode),
-            project=str(cfg.logger.wandb.project),
-            entity=cfg.logger.wandb.entity,
-            config=OmegaConf.to_container(cfg, resolve=True),
-            run_id=run_id,
-            **wandb_identity(cfg, run_dir),
-        )
-        if run_id is None:
-            atomic_write_text(id_file, wandb_run.id)
-    model.set_logger(
-        make_logger(run_dir, tensorboard=bool(cfg.logger.tensorboard), wandb_run=wandb_run, resume_step=resume_step)
-    )
+        model.log_last_update()  # the update before the checkpoint: SB3 logs it with the next rollout's row
+    except BaseException:
+        env.close()
+        raise
 
     total = int(cfg.total_timesteps)
     # in a worker of a parallel sweep the sweep's process, not the job, stops everything on a second signal

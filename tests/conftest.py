@@ -132,6 +132,22 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def unfinished_run(tmp_path_factory) -> Path:
+    """A run stopped after its first checkpoint (step 128 of 256; progress.csv still holds the row of step 256):
+    resume= continues from it. Tests that change it work on a copy."""
+
+    def train(folder: Path) -> None:
+        run_dir = folder / "run"
+        args = (*TINY_SPARSE_FLS, "total_timesteps=256", "checkpoint_every=128", f"hydra.run.dir={run_dir}")
+        result = run_cli("train.py", *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        (run_dir / "final_model.zip").unlink()
+        assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step_000000000128.zip"]
+
+    return built_once(tmp_path_factory, "unfinished_run", train) / "run"
+
+
+@pytest.fixture(scope="session")
 def tiny_eval(tiny_run, tmp_path_factory) -> tuple[Path, str]:
     """One evaluation of ``tiny_run`` (5 episodes, 3 envs, 250 steps each, W&B offline), shared by the tests that
     read its outputs: (output folder, stdout). Tests that change the folder work on a copy."""

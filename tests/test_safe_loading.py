@@ -16,14 +16,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from fls.envs import make_vec_env
 from fls.errors import ConfigError
 from fls.evaluation.agent import load_agent
 from fls.evaluation.runner import run_episodes
-from fls.model_files import allow_pickle_flag, load_model, read_model_data
+from fls.model_files import allow_pickle_flag, read_model_data
 from fls.models import MODELS, policy_kwargs
 from fls.models.policy import FLSPolicy
 from fls.ppo import AttentionPPO, LinearDecay
-from fls.train import model_config, ppo_kwargs
+from fls.resume import restore_checkpoint
+from fls.train import new_model, ppo_kwargs
 from tests.conftest import ROOT
 
 ALGORITHMS = ("PPO", "A2C", "DQN", "QRDQN")
@@ -185,26 +187,33 @@ def test_every_fls_extractor_loads_without_unpickling_and_acts_as_with_sb3(tmp_p
 
 
 def test_resume_load_restores_what_sb3_restores(tiny_run) -> None:
-    """train.py's resume path: schedules and policy from config.yaml, episode statistics from the file."""
+    """train.py's resume path: the model built from config.yaml, what training learned from the file."""
     path = tiny_run / "final_model.zip"
     reference = AttentionPPO.load(path, device="cpu")
     cfg = OmegaConf.load(tiny_run / "config.yaml")
-    kwargs = ppo_kwargs(cfg)
-    known = {"policy_kwargs": policy_kwargs(model_config(cfg))}
-    known.update({k: kwargs[k] for k in ("learning_rate", "clip_range", "clip_range_vf")})
-    with no_unpickling():
-        safe = load_model(AttentionPPO, path, known=known)
+    env = make_vec_env(cfg.env.name, num_envs=int(cfg.env.num_envs), seed=int(cfg.seed))
+    try:
+        safe = new_model(cfg, env)
+        with no_unpickling():
+            restore_checkpoint(safe, path, allow_pickle=False)
+    finally:
+        env.close()
     ref_state = reference.policy.state_dict()
     assert safe.policy.state_dict().keys() == ref_state.keys()
     assert all(torch.equal(safe.policy.state_dict()[k], v) for k, v in ref_state.items())
     assert list(safe.ep_info_buffer) == list(reference.ep_info_buffer)  # the logged mean return carries over
+    assert safe.last_update_log == reference.last_update_log and "train/loss" in safe.last_update_log
     for progress in (1.0, 0.5, 0.1):
         assert safe.lr_schedule(progress) == reference.lr_schedule(progress)
         assert safe.clip_range(progress) == reference.clip_range(progress)
         assert safe.clip_range_vf(progress) == reference.clip_range_vf(progress)
     assert (safe.num_timesteps, safe._n_updates) == (reference.num_timesteps, reference._n_updates)
     optimizer, ref_optimizer = safe.policy.optimizer.state_dict(), reference.policy.optimizer.state_dict()
-    assert optimizer["param_groups"] == ref_optimizer["param_groups"]
+    settings = [
+        [{k: v for k, v in group.items() if k != "lr"} for group in o["param_groups"]]
+        for o in (optimizer, ref_optimizer)
+    ]
+    assert settings[0] == settings[1]  # the learning rate is set from the schedule at the start of every update
     for key, value in ref_optimizer["state"].items():
         assert all(torch.equal(optimizer["state"][key][k], v) for k, v in value.items())
 
@@ -338,20 +347,6 @@ def test_evaluate_command_refuses_a_dqn_with_nan_weights(cli, sb3_zip, tmp_path)
     one_line_error(result, "parameter q_net.q_net.0.weight is not finite (1 of 2048 values")
 
 
-@pytest.fixture(scope="module")
-def unfinished_run(tmp_path_factory) -> Path:
-    """A run stopped after its first checkpoint (step 128 of 256): resume= continues from it."""
-    from tests.conftest import TINY_SPARSE_FLS, run_cli
-
-    run_dir = tmp_path_factory.mktemp("unfinished") / "run"
-    args = (*TINY_SPARSE_FLS, "total_timesteps=256", "checkpoint_every=128", f"hydra.run.dir={run_dir}")
-    result = run_cli("train.py", *args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    (run_dir / "final_model.zip").unlink()
-    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["step_000000000128.zip"]
-    return run_dir
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "field, extra, outcome",
@@ -390,3 +385,93 @@ def test_a_planted_env_name_is_not_made(sb3_zip, tmp_path) -> None:
         patch.syspath_prepend(str(tmp_path))
         agent = load_agent(evil)
     assert agent.model.env is None and not (tmp_path / "marker").exists()
+
+
+def files_of(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def poison_weights(path: Path, out: Path) -> Path:
+    """A copy of a run's checkpoint with one NaN in its first layer (the file is ours: read it with SB3)."""
+    model = AttentionPPO.load(path, device="cpu")
+    with torch.no_grad():
+        next(iter(model.policy.parameters())).view(-1)[0] = float("nan")
+    model.save(out)
+    return out
+
+
+def with_data(**fields):
+    def edit(data: dict) -> None:
+        data.update(fields)
+
+    return edit
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "damage, fragments",
+    [
+        ("evil", ["data field 'evil'", "allow_pickle=true"]),
+        ("env", ["data field 'env'"]),
+        ("pth", ["cannot be loaded", "UnpicklingError"]),
+        ("nan", ["parameter", "is not finite (1 of", "no earlier checkpoint", "step 0"]),
+    ],
+)
+def test_a_refused_resume_changes_nothing(cli, unfinished_run, tmp_path, damage, fragments) -> None:
+    """Nothing is written before the checkpoint is loaded and checked: no .hydra/resumes.jsonl line, progress.csv
+    keeps its rows past the checkpoint, no TensorBoard file."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(unfinished_run, run_dir)
+    checkpoint = run_dir / "checkpoints" / "step_000000000128.zip"
+    damaged = tmp_path / "damaged.zip"
+    if damage == "evil":
+        plant(checkpoint, damaged, "evil", tmp_path / "marker")
+    elif damage == "env":
+        rewrite(checkpoint, damaged, with_data(env="Breakout"))
+    elif damage == "pth":
+        blob = io.BytesIO()
+        torch.save({"payload": Payload(tmp_path / "marker")}, blob)
+        rewrite(checkpoint, damaged, members={"policy.pth": blob.getvalue()})
+    else:
+        poison_weights(checkpoint, damaged)
+    damaged.replace(checkpoint)
+    before = files_of(run_dir)
+    result = cli("train.py", f"resume={run_dir}", "logger.tensorboard=true")
+    one_line_error(result, str(checkpoint), *fragments)
+    assert files_of(run_dir) == before and not (tmp_path / "marker").exists()
+
+
+@pytest.mark.slow
+def test_nan_weights_in_the_newest_checkpoint_are_refused_and_the_previous_one_resumes(
+    cli, unfinished_run, tmp_path
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(unfinished_run, run_dir)
+    good = run_dir / "checkpoints" / "step_000000000128.zip"
+    broken = poison_weights(good, run_dir / "checkpoints" / "step_000000000192.zip")
+    result = cli("train.py", f"resume={run_dir}")
+    one_line_error(result, f"{broken}: parameter", "is not finite", good.name)
+    assert "rename" in result.stderr or "move" in result.stderr
+    broken.rename(broken.with_name(broken.name + ".broken"))  # what the message says to do
+    resumed = cli("train.py", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"from {good.name} at step 128" in resumed.stdout
+    assert AttentionPPO.load(run_dir / "final_model.zip").num_timesteps == 256
+
+
+@pytest.mark.slow
+def test_a_resume_trains_with_the_runs_config_not_the_checkpoints(cli, unfinished_run, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(unfinished_run, run_dir)
+    checkpoint = run_dir / "checkpoints" / "step_000000000128.zip"
+    edit = with_data(n_epochs=1, ent_coef=0.9, entropy_lambda=0.5, gamma=0.5, gae_lambda=0.5, vf_coef=3.0)
+    rewrite(checkpoint, tmp_path / "edited.zip", edit).replace(checkpoint)
+    result = cli("train.py", f"resume={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    model = AttentionPPO.load(run_dir / "final_model.zip", device="cpu")
+    for name, value in ppo_kwargs(cfg).items():
+        if name not in ("learning_rate", "clip_range", "clip_range_vf"):  # schedules, stored as functions
+            assert getattr(model, name) == value, name
+    assert model._n_updates == 2 * cfg.ppo.n_epochs  # the update after the resume ran the config's epochs too

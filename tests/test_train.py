@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,6 +152,46 @@ def test_resume_errors(cli, tmp_path) -> None:
     result = cli("train.py", f"resume={corrupt}")
     assert result.returncode != 0 and "is corrupt" in result.stderr and "Traceback" not in result.stderr
     assert (corrupt / "checkpoints" / "step_000000000128.zip").read_bytes() == b"PK\x03\x04 truncated"
+
+
+@pytest.mark.slow
+def test_a_resume_logs_every_update_and_drops_a_torn_row(cli, unfinished_run, tmp_path) -> None:
+    """The first row after a resume has the statistics of the update before it (saved with the checkpoint), and a
+    row torn by a kill mid-write is gone."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(unfinished_run, run_dir)
+    progress = run_dir / "progress.csv"
+    header, first, second = progress.read_text().splitlines(keepends=True)
+    step_column = header.split(",").index("time/total_timesteps")
+    torn = ",".join(second.split(",")[:step_column]) + "," + second.split(",")[step_column][:1]  # "...,2"
+    progress.write_text(header + first + torn)
+    result = cli("train.py", f"resume={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert progress.read_text().endswith("\n")
+    rows = read_progress(run_dir)
+    assert [int(r["time/total_timesteps"]) for r in rows] == [128, 256]
+    assert all(None not in row and None not in row.values() for row in rows)  # every row has every column
+    train_keys = [key for key in rows[1] if key.startswith("train/")]
+    assert train_keys and all(rows[1][key] for key in train_keys), rows[1]
+    assert int(rows[1]["train/n_updates"]) == 4  # the update at step 128, logged with the row of step 256
+
+
+@pytest.mark.slow
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(cli, unfinished_run, tmp_path) -> None:
+    """A SIGTERM during start-up (or a full disk) leaves config.yaml and no checkpoint: resume= starts the run
+    from step 0 with its own config."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(unfinished_run / "config.yaml", run_dir / "config.yaml")
+    relaunch = cli("train.py", "model=sparse_fls", f"hydra.run.dir={run_dir}")
+    assert relaunch.returncode == 2 and f"continue it with resume={run_dir}" in relaunch.stderr
+    result = cli("train.py", f"resume={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "from step 0" in result.stdout
+    assert AttentionPPO.load(run_dir / "final_model.zip", device="cpu").num_timesteps == 256
+    assert [int(r["time/total_timesteps"]) for r in read_progress(run_dir)] == [128, 256]
+    (line,) = (run_dir / ".hydra" / "resumes.jsonl").read_text().splitlines()
+    assert json.loads(line)["checkpoint"] is None
 
 
 @pytest.mark.parametrize(
