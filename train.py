@@ -4,7 +4,7 @@ from fls.cli import run_hydra
 
 
 def train(cfg):
-    from fls.train import main  # torch and the emulator load only once the command line has passed its checks
+    from fls.training import main  # torch and the emulator load only once the command line has passed its checks
 
     return main(cfg)
 

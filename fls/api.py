@@ -1,7 +1,7 @@
 """The Python API: load an agent, explain what it looks at, evaluate it, train one — without Hydra or a shell.
 
 Every function raises :class:`fls.FlsError` (with the same one-line message the commands print) for bad input;
-none of them exits the process. ``fls.load``, ``fls.explain``, ``fls.evaluate``, ``fls.video`` and ``fls.train`` are
+none of them exits the process. ``fls.load``, ``fls.explain``, ``fls.evaluate`` and ``fls.train`` are
 re-exported from :mod:`fls`::
 
     import fls
@@ -294,7 +294,7 @@ def train(overrides: Sequence[str] | None = None, *, run_dir: str | Path | None 
     from fls.cli import CONFIG_DIR, apply_aliases, check_override_values, register_resolvers
     from fls.config_schema import check_config
     from fls.rundir import make_dirs, new_directory
-    from fls.train import main
+    from fls.training import main
 
     args = apply_aliases([str(a) for a in overrides or []], "train")
     if any(a.startswith("hydra.run.dir=") for a in args):

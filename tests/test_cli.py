@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from fls.cli import CONFIG_DIR, register_resolvers
-from fls.train import dry_run
+from fls.training import dry_run
 
 register_resolvers()
 

@@ -25,7 +25,7 @@ from fls.models import MODELS, policy_kwargs
 from fls.models.policy import FLSPolicy
 from fls.ppo import AttentionPPO, LinearDecay
 from fls.resume import restore_checkpoint
-from fls.train import new_model, ppo_kwargs
+from fls.training import new_model, ppo_kwargs
 from tests.conftest import ROOT
 
 ALGORITHMS = ("PPO", "A2C", "DQN", "QRDQN")

@@ -16,7 +16,7 @@ import torch
 
 from fls.ppo import AttentionPPO
 from fls.rundir import checkpoints
-from fls.train import same_setting
+from fls.training import same_setting
 from tests.conftest import CHILD_ENV, ROOT
 
 # 2 envs x 64 steps = 128 agent steps per update; 2 minibatches of 64.
