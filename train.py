@@ -1,13 +1,6 @@
-"""Train a PPO agent on Atari: python train.py model=sparse_fls env=Seaquest (see README)."""
+"""Train a PPO agent on Atari: python train.py model=sparse_fls env=Seaquest (see README). Same as fls-train."""
 
-from fls.cli import run_hydra
-
-
-def train(cfg):
-    from fls.training import main  # torch and the emulator load only once the command line has passed its checks
-
-    return main(cfg)
-
+from fls.commands import train_command
 
 if __name__ == "__main__":
-    run_hydra(train, "train")
+    train_command()

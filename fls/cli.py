@@ -11,7 +11,7 @@ from typing import Any
 
 from fls.errors import ConfigError, FlsError, fail, os_error_message
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package (wheels too)
 # Groups whose choices are files under configs/<group>/ (hydra/* groups are Hydra's and checked by Hydra).
 OWN_GROUPS = ("model", "env", "ppo", "logger", "experiment")
 

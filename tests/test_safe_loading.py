@@ -108,7 +108,7 @@ def sb3_zip(tmp_path_factory):
 
 def model_cfg(name: str) -> dict:
     """A model's default config as train.py composes it (configs/model/_options.yaml + <name>.yaml)."""
-    folder = ROOT / "configs" / "model"
+    folder = ROOT / "fls" / "configs" / "model"
     cfg = OmegaConf.merge(OmegaConf.load(folder / "_options.yaml"), OmegaConf.load(folder / f"{name}.yaml"))
     cfg.pop("defaults", None)
     return OmegaConf.to_container(cfg)
