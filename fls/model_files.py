@@ -355,6 +355,20 @@ def load_model(
         ) from None
 
 
+def check_finite_scores(scores: torch.Tensor | np.ndarray, source: str, where: str, kept: str = "") -> None:
+    """Raise a ConfigError if any action score (logit or Q-value) in ``scores`` is NaN or inf.
+
+    The one check of every task that runs a model: argmax over NaN picks action 0 and softmax over it cannot be
+    sampled, so a model whose scores overflow would otherwise play on to normal-looking scores, fail inside torch or
+    write "n/a" results. ``where`` says where it happened, ``kept`` what of the task's output survives."""
+    finite = torch.isfinite(scores).all() if torch.is_tensor(scores) else np.isfinite(scores).all()
+    if not bool(finite):
+        raise ConfigError(
+            f"{source}: the model's action scores became NaN or inf {where}; it cannot be evaluated or explained "
+            f"(try an earlier checkpoint){kept}"
+        )
+
+
 def first_non_finite(module: torch.nn.Module) -> tuple[str, int, int] | None:
     """(name, non-finite count, size) of the first floating parameter or buffer holding NaN or inf, else None."""
     for name, tensor in module.state_dict().items():

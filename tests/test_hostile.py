@@ -320,3 +320,45 @@ def test_the_next_writer_removes_orphans_of_an_interrupted_write(run_copy, tmp_p
     assert "already finished" in result.stdout
     assert not any(orphan.exists() for orphan in orphans)
     assert (run_copy / "final_model.zip").is_file()
+
+
+@pytest.fixture
+def overflowing_run(run_copy) -> Path:
+    """A copy of the tiny run whose weights are all 1e10: finite parameters, action scores that overflow to NaN."""
+    import torch
+
+    from fls.evaluation.agent import load_agent
+
+    agent = load_agent(run_copy / "final_model.zip")
+    with torch.no_grad():
+        for tensor in agent.policy.parameters():
+            tensor.fill_(1e10)
+    agent.model.save(run_copy / "final_model.zip")
+    return run_copy
+
+
+OVERFLOW_TASKS = {
+    "video": ["video=true", "saliency=[attention]", "saliency.max_steps=20"],
+    "tree": ["task=tree", "tree.steps=[1]", "saliency.max_steps=5"],
+    "faithfulness": ["task=faithfulness", "faithfulness.frames=4", "faithfulness.sanity=false", "eval.seed=100"],
+    "episodes": ["eval.episodes=1", "eval.num_envs=1", "eval.max_episode_steps=30", "eval.seed=100"],
+    "gaze": ["task=gaze", "gaze.data={sandbox}"],
+}
+
+
+@pytest.mark.parametrize(
+    "task", [pytest.param(t, marks=() if t == "video" else pytest.mark.slow) for t in OVERFLOW_TASKS]
+)
+def test_a_model_whose_scores_overflow_is_refused_by_every_task(task, overflowing_run, tmp_path) -> None:
+    """Before: video and tree tracebacks (softmax of NaN), faithfulness exit 0 with "n/a" AUCs, episodes exit 2
+    with a header-only episodes.jsonl left behind. Now: one line, exit 2, nothing written."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    args = [a.format(sandbox=sandbox) for a in OVERFLOW_TASKS[task]]
+    before = snapshot(sandbox, overflowing_run)
+    result = run_script("evaluate.py", f"run={overflowing_run}", *args, "logger.wandb.mode=disabled", cwd=sandbox)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "action scores became NaN or inf" in lines[0], result.stderr[-3000:]
+    assert str(overflowing_run / "final_model.zip") in lines[0]
+    assert snapshot(sandbox, overflowing_run) == before

@@ -302,6 +302,20 @@ def test_non_finite_scores_stop_the_evaluation(sb3_zip, tmp_path, algorithm) -> 
     assert "\n" not in str(error.value)
 
 
+def test_non_finite_scores_stop_videos_trees_and_faithfulness(sb3_zip, tmp_path) -> None:
+    """The same one check in the games the video, tree and faithfulness tasks play (softmax of NaN used to fail
+    inside torch, and faithfulness wrote "n/a" AUCs)."""
+    from fls.evaluation.faithfulness import draw_frames
+    from fls.saliency.video import play
+
+    broken = with_weights(sb3_zip("PPO"), tmp_path / "huge.zip", "PPO", lambda _, t: t.fill_(1e10))
+    agent = load_agent(broken)
+    with pytest.raises(ConfigError, match=r"action scores became NaN or inf at step 0 of game 1 \(seed 3\)"):
+        play(agent.policy, "Breakout", seed=3, max_steps=5)
+    with pytest.raises(ConfigError, match=f"{broken}: the model's action scores became NaN or inf at step 0"):
+        draw_frames(agent, "Breakout", 4, games=1, base_seed=1000, max_episode_steps=20, seed=0, progress=False)
+
+
 def one_line_error(result, *fragments: str) -> None:
     assert result.returncode == 2, (result.stdout[-2000:], result.stderr[-2000:])
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -31,6 +31,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from fls.envs import make_single_env
 from fls.errors import ConfigError
+from fls.model_files import check_finite_scores
 from fls.models.renderer import RAW_FRAME_SIZE, label_font, upsample_to_frame
 from fls.progress import progress_bar
 from fls.saliency.attention import AttentionSaliency
@@ -238,6 +239,8 @@ def play(
                 observation = torch.as_tensor(obs[None], device=policy.device)
                 with torch.no_grad():
                     out = policy_forward(policy, observation)
+                where = f"at step {record.length} of game {episode + 1} (seed {seed})"
+                check_finite_scores(out.logits, type(policy).__name__, where)
                 action = _pick_action(out.logits, deterministic, generator, epsilon if is_q_network else None)
                 # The attention of the pass that chose the action: no second forward.
                 maps = {
