@@ -362,3 +362,62 @@ def test_a_model_whose_scores_overflow_is_refused_by_every_task(task, overflowin
     assert len(lines) == 1 and "action scores became NaN or inf" in lines[0], result.stderr[-3000:]
     assert str(overflowing_run / "final_model.zip") in lines[0]
     assert snapshot(sandbox, overflowing_run) == before
+
+
+def run_with_file_size_limit(limit: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """evaluate.py unable to write more than ``limit`` bytes to any file (``ulimit -f``): a disk that fills up."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+
+    def limit_file_size() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / "evaluate.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        preexec_fn=limit_file_size,
+    )
+
+
+@pytest.mark.parametrize("suffix", ["mp4", pytest.param("gif", marks=pytest.mark.slow)])
+def test_a_video_that_does_not_fit_is_refused_and_not_kept(suffix, run_copy, tmp_path) -> None:
+    """Before: the mp4 encoder died at the limit, the broken file was renamed into place and its path printed
+    with exit 0 (the gif: a traceback). Now: one line naming the video, exit 2, no video, no partial file."""
+    out = tmp_path / "videos"
+    args = [f"run={run_copy}", "video=true", "saliency=[attention]", "saliency.max_steps=40", f"saliency.out={out}"]
+    result = run_with_file_size_limit(
+        30_000, *args, f"saliency.format={suffix}", "logger.wandb.mode=disabled", cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(("playing", "render"))]
+    assert lines == [
+        f"error: {out / VIDEO}.{suffix}: file too large; the file is larger than this process may write (ulimit -f) "
+        "or the file system holds: raise the limit or write elsewhere (eval.out=, saliency.out=, gaze.out= or "
+        "report.out=<folder>)"
+    ], result.stderr[-3000:]
+    assert not out.exists()
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path) -> None:
+    """Before: "a file: file too large" (the write error carries no name); the temporary file was named when the
+    rename failed."""
+    target = tmp_path / "summary.json"
+    code = (
+        "import resource, sys\n"
+        "from fls.errors import os_error_message\n"
+        "from fls.rundir import atomic_write_text\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))\n"
+        "try:\n"
+        f"    atomic_write_text({str(target)!r}, 'x' * 5000)\n"
+        "except OSError as error:\n"
+        "    print(os_error_message(error, 'evaluate'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith(f"{target}: file too large; "), (result.stdout, result.stderr)
+    assert list(tmp_path.iterdir()) == []

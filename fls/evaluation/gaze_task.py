@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ from omegaconf import DictConfig
 from fls.errors import ConfigError
 from fls.evaluation.video_task import output_dir, saliency_methods, saliency_target
 from fls.locks import LOCK_FILE, hold, remove_orphans
-from fls.rundir import atomic_write_text, make_dirs, refuse_other_results
+from fls.rundir import atomic_write_json, make_dirs, refuse_other_results
 
 if TYPE_CHECKING:
     from fls.evaluation.loading import Loaded
@@ -95,7 +94,7 @@ def _score_and_write(
     results.write_markdown(out / "summary.md")
     summary = results.summary()
     record = {"checkpoint": str(loaded.checkpoint), "game": game, "settings": settings, **summary}
-    atomic_write_text(out / "summary.json", json.dumps(record, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", record)
     print(results.to_markdown())
     print(f"per-frame metrics and summary in {out}")
     if cfg.logger.wandb.mode != "disabled":
