@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,26 @@ def gaze_folder(settings: dict[str, Any]) -> str:
     return f"{settings['checkpoint']}_{settings['game']}_{'-'.join(settings['methods'])}"
 
 
+def check_usable_gaze(trials: list, results: Any) -> None:
+    """Warn (one line each) about trials without a single network input with a fixation inside the frame; refuse
+    when no trial has one (the table would be empty)."""
+    scored = {record[1] for record in results.records}
+    empty = [trial for trial in trials if trial.name not in scored]
+    for trial in empty:
+        report = results.reports.get(trial.name)
+        found = f"{report.gaze_points} gaze points in {report.frames} frames" if report else "no gaze file rows"
+        why = f"{trial.describe()} has no usable gaze: no network input with a fixation inside the frame ({found})"
+        if len(trials) == 1:
+            raise ConfigError(f"{why}; nothing to score")
+        if len(empty) == len(trials):
+            names = ", ".join(t.name for t in trials)
+            raise ConfigError(
+                f"none of the {len(trials)} trials ({names}) has a network input with a fixation inside the "
+                "frame; nothing to score"
+            )
+        print(f"warning: {why}; left out", file=sys.stderr)
+
+
 def _score_and_write(
     cfg: DictConfig, loaded: Loaded, trials: list, methods: dict, target: Any, out: Path, settings: dict[str, Any]
 ) -> Path:
@@ -90,6 +111,7 @@ def _score_and_write(
         seed=int(g.seed),
         eps=float(g.kl_eps),
     )
+    check_usable_gaze(trials, results)
     results.write_csv(out / "frames.csv")
     results.write_markdown(out / "summary.md")
     summary = results.summary()
