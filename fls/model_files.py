@@ -349,10 +349,23 @@ def load_model(
     except ConfigError:
         raise
     except LOAD_ERRORS as error:
-        first = (str(error).strip().splitlines() or [""])[0][:300]
-        raise ConfigError(
-            f"{path} cannot be loaded as {algorithm.__name__} ({type(error).__name__}: {first})"
-        ) from None
+        raise ConfigError(f"{path} cannot be loaded as {algorithm.__name__} ({load_failure(error)})") from None
+
+
+def load_failure(error: Exception) -> str:
+    """Why SB3's load failed, in one line. torch's refusal of pickled weights is reduced to what it found:
+    its advice (``weights_only=False``, allow-listing globals) would run the file's code, which fls never does
+    for weights, not even with allow_pickle=true."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global| Please use|$)", text, re.M)
+    if isinstance(error, pickle.UnpicklingError) and "weights_only" in text:
+        what = found.group(1).strip().rstrip(".") if found else "an object that is not a tensor"
+        return (
+            f"its weights hold pickled code or objects ({what}); fls reads weights as plain tensors only, "
+            "whatever allow_pickle says: use a file whose weights are tensors"
+        )
+    first = (text.splitlines() or [""])[0][:300]
+    return f"{type(error).__name__}: {first}"
 
 
 def check_finite_scores(scores: torch.Tensor | np.ndarray, source: str, where: str, kept: str = "") -> None:

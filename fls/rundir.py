@@ -122,26 +122,28 @@ def checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def check_model_file(path: Path) -> Path:
-    """Raise a ConfigError unless ``path`` is a readable SB3 model archive."""
+def check_model_file(path: Path, in_run: bool = False) -> Path:
+    """Raise a ConfigError unless ``path`` is a readable SB3 model archive. ``in_run``: ``path`` is the newest
+    model of a run that has older checkpoints, used once it is deleted (the message says so only then)."""
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} does not exist")
+    what = "delete it to fall back to the run's previous checkpoint" if in_run else "copy it again from its source"
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError) as error:
-        raise ConfigError(f"checkpoint {path} is corrupt ({error}); delete it to fall back to an older one") from None
+        raise ConfigError(f"checkpoint {path} is corrupt ({error}); {what}") from None
     if bad is not None or "data" not in names or "policy.pth" not in names:
-        raise ConfigError(
-            f"checkpoint {path} is corrupt (incomplete SB3 archive); delete it to fall back to an older one"
-        )
+        raise ConfigError(f"checkpoint {path} is corrupt (incomplete SB3 archive); {what}")
     return path
 
 
 def newest_checkpoint(run_dir: str | os.PathLike) -> Path:
     """The newest checkpoint of a run (the final model once training finished), validated; ConfigError if none."""
     run = Path(run_dir)
+    if run.is_file():
+        raise ConfigError(f"{run} is a file, not a run directory")
     if not run.is_dir():
         raise ConfigError(f"run directory {run} does not exist")
     candidates = [path for _, path in checkpoints(run)]
@@ -152,7 +154,7 @@ def newest_checkpoint(run_dir: str | os.PathLike) -> Path:
         raise ConfigError(
             f"run directory {run} has no checkpoint (looked for {FINAL_MODEL} and {CHECKPOINT_DIR}/step_*.zip)"
         )
-    return check_model_file(candidates[-1])
+    return check_model_file(candidates[-1], in_run=len(candidates) > 1)
 
 
 # Directories this process created (parents first): removed again if still empty when the command ends, so a

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fls.errors import ConfigError
-from fls.rundir import atomic_path, atomic_write_text, to_json
+from fls.rundir import atomic_path, atomic_write_text, naming, to_json
 
 FORMAT = "fls.episodes/1"
 # Header keys that are settings of evaluate.py (eval.<key>): a mismatch names the override that continues the records.
@@ -183,10 +183,13 @@ class EpisodeLog:
         """Record a finished episode durably (flushed and fsynced before returning)."""
         if episode.index in self.episodes:
             return
-        with open(self.path, "a") as handle:
-            handle.write(to_json(asdict(episode), sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(to_json(asdict(episode), sort_keys=True) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:  # a full disk: name the records file, not "a file"
+            raise naming(error, self.path) from None
         self.episodes[episode.index] = episode
 
 
