@@ -385,12 +385,18 @@ def run_with_file_size_limit(limit: int, *args: str, cwd: Path) -> subprocess.Co
     )
 
 
-@pytest.mark.parametrize("suffix", ["mp4", pytest.param("gif", marks=pytest.mark.slow)])
-def test_a_video_that_does_not_fit_is_refused_and_not_kept(suffix, run_copy, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("suffix", "steps"),
+    [("mp4", 40), pytest.param("mp4", 400, marks=pytest.mark.slow), pytest.param("gif", 40, marks=pytest.mark.slow)],
+    ids=["mp4-cut-at-close", "mp4-encoder-dies-while-fed", "gif"],
+)
+def test_a_video_that_does_not_fit_is_refused_and_not_kept(suffix, steps, run_copy, tmp_path) -> None:
     """Before: the mp4 encoder died at the limit, the broken file was renamed into place and its path printed
-    with exit 0 (the gif: a traceback). Now: one line naming the video, exit 2, no video, no partial file."""
+    with exit 0 (fed a longer video: a many-line IOError; the gif: a traceback). Now: one line naming the video,
+    exit 2, no video, no partial file."""
     out = tmp_path / "videos"
-    args = [f"run={run_copy}", "video=true", "saliency=[attention]", "saliency.max_steps=40", f"saliency.out={out}"]
+    args = [f"run={run_copy}", "video=true", "saliency=[attention]", f"saliency.max_steps={steps}"]
+    args.append(f"saliency.out={out}")
     result = run_with_file_size_limit(
         30_000, *args, f"saliency.format={suffix}", "logger.wandb.mode=disabled", cwd=tmp_path
     )

@@ -351,7 +351,7 @@ def _file_size_limit_reached(path: Path) -> bool:
     import resource
 
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    return limit != resource.RLIM_INFINITY and path.stat().st_size >= limit
+    return limit != resource.RLIM_INFINITY and path.exists() and path.stat().st_size >= limit
 
 
 def _complete_video(path: Path) -> bool:
@@ -386,8 +386,8 @@ def _complete_video(path: Path) -> bool:
 def _unfinished_video_error(partial: Path, path: Path) -> Exception:
     """Why the encoder left ``partial`` incomplete, naming ``path``: a full disk and a file-size limit as the
     OSErrors they are (one-line messages with what to do), anything else as a ConfigError."""
-    folder = path.parent
-    if shutil.disk_usage(folder).free < max(partial.stat().st_size, 1 << 20):
+    size = partial.stat().st_size if partial.exists() else 0
+    if shutil.disk_usage(path.parent).free < max(size, 1 << 20):
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     if _file_size_limit_reached(partial):
         return OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
@@ -510,6 +510,8 @@ def record_video(
                 raise _unfinished_video_error(partial, video_path)
             os.replace(partial, video_path)
     except OSError as error:
+        if video_path is not None and error.errno in (None, errno.EPIPE):  # the encoder died (imageio's IOError)
+            raise _unfinished_video_error(partial, video_path) from None
         raise naming(error, video_path or Path(png_dir or "."), partial if video_path else None) from None
     finally:
         bar.close()
