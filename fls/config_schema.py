@@ -311,7 +311,13 @@ class FaithfulnessConfig:
     frames: int = key("network inputs drawn (seeded) from the evaluation games", ge=1, main=True)
     games: int | None = key("first game of this many evaluation streams; null: eval.num_envs", ge=1)
     max_steps: int | None = key("stop the games after this many inputs in all (null: to the end)", ge=1)
-    percent_step: int = key("pixels removed per step, % (must divide 100)", ge=1, le=100, test=lambda v: 100 % v == 0)
+    percent_step: int = key(
+        "pixels removed per step, % (must divide 100)",
+        ge=1,
+        le=100,
+        test=lambda v: 100 % v == 0,
+        accepted="an integer that divides 100 (1, 2, 4, 5, 10, 20, 25, 50 or 100)",
+    )
     baseline: str = key("what replaces pixels", choices=FAITHFULNESS_BASELINES)
     blur_sigma: float = key("Gaussian blur sigma of the blur baseline", gt=0)
     batch_size: int = key("perturbed stacks per forward pass", ge=1)

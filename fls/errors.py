@@ -43,6 +43,8 @@ _OS_ADVICE = {
     errno.EROFS: "the file system is read-only: write elsewhere",
     errno.ENOSPC: "the disk is full: free some space (then run the same command again) or write elsewhere",
     errno.EDQUOT: "the disk quota is exhausted: free some space (then run the same command again) or write elsewhere",
+    errno.EFBIG: "the file is larger than this process may write (ulimit -f) or the file system holds: "
+    "raise the limit or write elsewhere",
     errno.ENOTDIR: "a file stands where a folder is needed: move it or write elsewhere",
     errno.EEXIST: "something of that name is in the way: move it or write elsewhere",
     errno.EISDIR: "a folder stands where a file is needed: move it or write elsewhere",
@@ -56,7 +58,7 @@ _WRITE_ELSEWHERE = {
 
 def os_error_message(error: OSError, command: str) -> str:
     """One line for an OSError: the path, what went wrong and what to do."""
-    path = error.filename if error.filename is not None else "a file"
+    path = error.filename if error.filename is not None else "a file being written"
     reason = error.strerror or str(error)
     advice = _OS_ADVICE.get(error.errno, "check the path and its permissions")
     if "elsewhere" in advice and command in _WRITE_ELSEWHERE:

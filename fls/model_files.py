@@ -335,8 +335,7 @@ def _custom_objects(
 
 
 def _load_failure(path: Path, what: str, error: Exception) -> ConfigError:
-    first = (str(error).strip().splitlines() or [""])[0][:300]
-    return ConfigError(f"{path} cannot be loaded as {what} ({type(error).__name__}: {first})")
+    return ConfigError(f"{path} cannot be loaded as {what} ({load_failure(error)})")
 
 
 def load_model(
@@ -361,6 +360,36 @@ def load_model(
         raise
     except LOAD_ERRORS as error:
         raise _load_failure(path, algorithm.__name__, error) from None
+
+
+def load_failure(error: Exception) -> str:
+    """Why SB3's load failed, in one line. torch's refusal of pickled weights is reduced to what it found:
+    its advice (``weights_only=False``, allow-listing globals) would run the file's code, which fls never does
+    for weights, not even with allow_pickle=true."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global| Please use|$)", text, re.M)
+    if isinstance(error, pickle.UnpicklingError) and "weights_only" in text:
+        what = found.group(1).strip().rstrip(".") if found else "an object that is not a tensor"
+        return (
+            f"its weights hold pickled code or objects ({what}); fls reads weights as plain tensors only, "
+            "whatever allow_pickle says: use a file whose weights are tensors"
+        )
+    first = (text.splitlines() or [""])[0][:300]
+    return f"{type(error).__name__}: {first}"
+
+
+def check_finite_scores(scores: torch.Tensor | np.ndarray, source: str, where: str, kept: str = "") -> None:
+    """Raise a ConfigError if any action score (logit or Q-value) in ``scores`` is NaN or inf.
+
+    The one check of every task that runs a model: argmax over NaN picks action 0 and softmax over it cannot be
+    sampled, so a model whose scores overflow would otherwise play on to normal-looking scores, fail inside torch or
+    write "n/a" results. ``where`` says where it happened, ``kept`` what of the task's output survives."""
+    finite = torch.isfinite(scores).all() if torch.is_tensor(scores) else np.isfinite(scores).all()
+    if not bool(finite):
+        raise ConfigError(
+            f"{source}: the model's action scores became NaN or inf {where}; it cannot be evaluated or explained "
+            f"(try an earlier checkpoint){kept}"
+        )
 
 
 def read_archive(

@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import re
 import tempfile
@@ -31,23 +33,39 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def naming(error: OSError, target: Path, tmp: Path | None = None) -> OSError:
+    """``error`` naming ``target`` when it names no file or only the temporary one (a full disk, a folder in
+    the way of the rename): messages name the file the user asked for, not ``.<name>.*.tmp``."""
+    if error.filename is not None and (tmp is None or Path(error.filename) != tmp):
+        return error
+    return OSError(error.errno, error.strerror or str(error), str(target))
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename, else it is removed.
 
-    Readers never see a half-written file, and an interrupted write leaves the old file in place.
+    Readers never see a half-written file, and an interrupted write leaves the old file in place. An OSError
+    names ``path`` (not the temporary file) unless it is about another file.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as error:
+        raise naming(error, target) from None
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results are meant to be shared
         yield tmp_path
         with open(tmp_path, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, target)
+    except OSError as error:
+        raise naming(error, target, tmp_path) from None
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -56,6 +74,28 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf: undefined numbers) replaced by None, in any nesting."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
+def to_json(value: Any, **options: Any) -> str:
+    """Strict JSON text of ``value`` (``json.dumps`` options): an undefined number is ``null``, never the bare
+    ``NaN`` / ``Infinity`` that other JSON readers reject. Every JSON file fls writes goes through here."""
+    return json.dumps(strict_json(value), allow_nan=False, **options)
+
+
+def atomic_write_json(path: str | os.PathLike, value: Any, indent: int | None = 2) -> None:
+    """Write ``value`` as strict JSON (:func:`to_json`) atomically."""
+    atomic_write_text(path, to_json(value, indent=indent) + "\n")
 
 
 def save_model(model, path: str | os.PathLike) -> Path:
@@ -82,20 +122,20 @@ def checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def check_model_file(path: Path) -> Path:
-    """Raise a ConfigError unless ``path`` is a readable SB3 model archive."""
+def check_model_file(path: Path, in_run: bool = False) -> Path:
+    """Raise a ConfigError unless ``path`` is a readable SB3 model archive. ``in_run``: ``path`` is the newest
+    model of a run that has older checkpoints, used once it is deleted (the message says so only then)."""
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} does not exist")
+    what = "delete it to fall back to the run's previous checkpoint" if in_run else "copy it again from its source"
     try:
         with zipfile.ZipFile(path) as archive:
             names = set(archive.namelist())
             bad = archive.testzip()
     except (zipfile.BadZipFile, OSError) as error:
-        raise ConfigError(f"checkpoint {path} is corrupt ({error}); delete it to fall back to an older one") from None
+        raise ConfigError(f"checkpoint {path} is corrupt ({error}); {what}") from None
     if bad is not None or "data" not in names or "policy.pth" not in names:
-        raise ConfigError(
-            f"checkpoint {path} is corrupt (incomplete SB3 archive); delete it to fall back to an older one"
-        )
+        raise ConfigError(f"checkpoint {path} is corrupt (incomplete SB3 archive); {what}")
     return path
 
 
@@ -103,13 +143,15 @@ def latest_model(run_dir: str | os.PathLike) -> Path | None:
     """The newest checkpoint of a run (the final model once training finished), validated; None if it has none
     yet (e.g. it was stopped during start-up). ConfigError if the directory does not exist."""
     run = Path(run_dir)
+    if run.is_file():
+        raise ConfigError(f"{run} is a file, not a run directory")
     if not run.is_dir():
         raise ConfigError(f"run directory {run} does not exist")
     candidates = [path for _, path in checkpoints(run)]
     final = run / FINAL_MODEL
     if final.is_file():
         candidates.append(final)
-    return check_model_file(candidates[-1]) if candidates else None
+    return check_model_file(candidates[-1], in_run=len(candidates) > 1) if candidates else None
 
 
 def newest_checkpoint(run_dir: str | os.PathLike) -> Path:
@@ -232,6 +274,21 @@ class OutputDirs(Callback):  # type: ignore[misc,valid-type]
             config.hydra.run.dir = str(target)
 
 
+def settings_differ(
+    path: Path, settings: Mapping[str, Any], recorded: Callable[[Any], Any] = lambda record: record
+) -> str | None:
+    """None when the JSON file ``path`` records (``recorded(its content)``) the same ``settings``; else how they
+    differ, as ``with <key>=<recorded>, not <asked>`` (or ``of an unknown set-up`` when it records none)."""
+    try:
+        earlier = recorded(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError, TypeError):
+        earlier = None
+    if not isinstance(earlier, Mapping):
+        return "of an unknown set-up"
+    key = next((k for k in settings if earlier.get(k) != settings[k]), None)
+    return None if key is None else f"with {key}={earlier.get(key)!r}, not {settings[key]!r}"
+
+
 def refuse_other_results(
     out: Path, settings: Mapping[str, Any], what: str, recorded: Callable[[Any], Any] = lambda summary: summary
 ) -> None:
@@ -241,17 +298,10 @@ def refuse_other_results(
     path = out / "summary.json"
     if not path.is_file():
         return
-    try:
-        earlier = recorded(json.loads(path.read_text()))
-    except (OSError, ValueError, AttributeError, TypeError):
-        earlier = None
-    if isinstance(earlier, Mapping):
-        key = next((k for k in settings if earlier.get(k) != settings[k]), None)
-        if key is None:
-            return
-        differs = f"results with {key}={earlier.get(key)!r}, not {settings[key]!r}"
-    else:
-        differs = "results of an unknown set-up"
+    differs = settings_differ(path, settings, recorded)
+    if differs is None:
+        return
+    differs = f"results {differs}"
     raise ConfigError(
         f"{out} already holds {what} {differs}; give {what}.out=<another folder> to keep both, "
         f"or delete {out} to replace them"

@@ -104,6 +104,8 @@ EVALUATE_BAD = [
     (["eval.seed=-1"], "eval.seed=-1: an integer >= 0"),
     (["eval.shard=-1"], "eval.shard=-1: an integer >= 0"),
     (["eval.max_episode_steps=0"], "eval.max_episode_steps=0: an integer >= 1, or null"),
+    # Before: "an integer >= 1 and <= 100", which 7 is
+    (["faithfulness.percent_step=7"], "faithfulness.percent_step=7: an integer that divides 100 (1, 2, 4, 5, 10,"),
     (["task=train"], "task=train: one of episodes, merge, video, gaze, report"),
     (["device=tpu"], "device=tpu: auto, cpu, cuda or cuda:N"),
     (["logger.wandb.mode=on"], "logger.wandb.mode=on: one of offline, online, disabled"),

@@ -261,6 +261,11 @@ def test_bad_evaluation_input(tiny_run, tmp_path) -> None:
     fails(f"run={tiny_run}", "env=Seaquest", message="trained on Breakout")
     fails("eval.episodes=3", message="give exactly one of run=<run dir> or checkpoint=<file.zip>")
     fails(f"run={tiny_run}", "task=video_game", message="task=video_game: one of episodes, merge")
+    model = tiny_run / "final_model.zip"  # before: "run directory <file> does not exist"
+    fails(f"run={model}", message=f"run={model} is a file, not a run directory: give checkpoint={model} to evaluate")
+    damaged = tmp_path / "damaged.zip"  # before: "delete it to fall back to an older one", which no file of its has
+    damaged.write_bytes(model.read_bytes()[:3000])
+    fails(f"checkpoint={damaged}", "env=Breakout", message="is corrupt (File is not a zip file); copy it again")
 
     foreign = tmp_path / "foreign.zip"
     shutil.copy(tiny_run / "final_model.zip", foreign)

@@ -10,7 +10,7 @@ import imageio.v3 as iio
 import pytest
 
 from tests.conftest import evaluate_in_process, evaluate_refusal
-from tests.test_gaze import make_trial
+from tests.test_gaze import TRIAL, make_trial
 
 METHODS = "saliency=[attention,gradcam,fullgrad++,perturbation]"
 QUIET = "logger.wandb.mode=disabled"
@@ -168,3 +168,39 @@ def test_gaze_task_reads_rectified_gradcam_when_asked(cli, tiny_run, tmp_path) -
 def test_gaze_task_errors(tiny_run, tmp_path) -> None:
     assert "task=gaze needs gaze.data=" in evaluate_refusal("task=gaze", f"run={tiny_run}")
     assert "breakout" in evaluate_refusal("task=gaze", f"run={tiny_run}", f"gaze.data={tmp_path}").lower()
+
+
+def damage(data: Path, how: str) -> None:
+    """A synthetic trial whose download went wrong: a truncated frame archive, a corrupt zip of the game's folder,
+    or a gaze file with no gaze at all."""
+    trial = data / "breakout" / f"{TRIAL}.tar.bz2"
+    if how == "truncated-archive":
+        trial.write_bytes(trial.read_bytes()[: trial.stat().st_size // 2])
+    elif how == "corrupt-zip":
+        archive = Path(shutil.make_archive(str(data / "breakout"), "zip", data, "breakout"))
+        shutil.rmtree(data / "breakout")
+        archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    else:
+        gaze = trial.with_name(f"{TRIAL}.txt")
+        lines = gaze.read_text().splitlines()
+        gaze.write_text("\n".join([lines[0], *(",".join(line.split(",")[:6] + ["null"]) for line in lines[1:]), ""]))
+
+
+@pytest.mark.parametrize(
+    ("how", "message"),
+    [
+        ("truncated-archive", f"the frames of trial {TRIAL} ({{data}}/breakout/{TRIAL}.tar.bz2) cannot be read ("),
+        ("corrupt-zip", "gaze data {data}/breakout.zip cannot be read (File is not a zip file): the file is damaged"),
+        ("no-gaze", f"trial {TRIAL} ({{data}}/breakout/{TRIAL}.tar.bz2) has no usable gaze: no network input"),
+    ],
+)
+def test_damaged_gaze_data_is_refused_naming_the_trial(tiny_run, tmp_path, how, message) -> None:
+    """Before: a traceback (tarfile.ReadError, zipfile.BadZipFile), or for a trial without gaze an empty table
+    and exit 0."""
+    data = tmp_path / "atari_head"
+    make_trial(data)
+    damage(data, how)
+    out = tmp_path / "gaze"
+    refusal = evaluate_refusal(f"run={tiny_run}", "task=gaze", f"gaze.data={data}", f"gaze.out={out}", "gaze.splits=2")
+    assert message.format(data=data) in refusal, refusal
+    assert not list(out.glob("*.csv")) and not list(out.glob("summary.*"))

@@ -327,3 +327,110 @@ def test_the_next_writer_removes_orphans_of_an_interrupted_write(run_copy, tmp_p
     assert "already finished" in result.stdout
     assert not any(orphan.exists() for orphan in orphans)
     assert (run_copy / "final_model.zip").is_file()
+
+
+@pytest.fixture
+def overflowing_run(run_copy) -> Path:
+    """A copy of the tiny run whose weights are all 1e10: finite parameters, action scores that overflow to NaN."""
+    import torch
+
+    from fls.evaluation.agent import load_agent
+
+    agent = load_agent(run_copy / "final_model.zip")
+    with torch.no_grad():
+        for tensor in agent.policy.parameters():
+            tensor.fill_(1e10)
+    agent.model.save(run_copy / "final_model.zip")
+    return run_copy
+
+
+OVERFLOW_TASKS = {
+    "video": ["video=true", "saliency=[attention]", "saliency.max_steps=20"],
+    "tree": ["task=tree", "tree.steps=[1]", "saliency.max_steps=5"],
+    "faithfulness": ["task=faithfulness", "faithfulness.frames=4", "faithfulness.sanity=false", "eval.seed=100"],
+    "episodes": ["eval.episodes=1", "eval.num_envs=1", "eval.max_episode_steps=30", "eval.seed=100"],
+    "gaze": ["task=gaze", "gaze.data={sandbox}"],
+}
+
+
+@pytest.mark.parametrize(
+    "task", [pytest.param(t, marks=() if t == "video" else pytest.mark.slow) for t in OVERFLOW_TASKS]
+)
+def test_a_model_whose_scores_overflow_is_refused_by_every_task(task, overflowing_run, tmp_path) -> None:
+    """Before: video and tree tracebacks (softmax of NaN), faithfulness exit 0 with "n/a" AUCs, episodes exit 2
+    with a header-only episodes.jsonl left behind. Now: one line, exit 2, nothing written."""
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    args = [a.format(sandbox=sandbox) for a in OVERFLOW_TASKS[task]]
+    before = snapshot(sandbox, overflowing_run)
+    result = run_script("evaluate.py", f"run={overflowing_run}", *args, "logger.wandb.mode=disabled", cwd=sandbox)
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "action scores became NaN or inf" in lines[0], result.stderr[-3000:]
+    assert str(overflowing_run / "final_model.zip") in lines[0]
+    assert snapshot(sandbox, overflowing_run) == before
+
+
+def run_with_file_size_limit(limit: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """evaluate.py unable to write more than ``limit`` bytes to any file (``ulimit -f``): a disk that fills up."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+
+    def limit_file_size() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return subprocess.run(
+        [sys.executable, str(ROOT / "evaluate.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        preexec_fn=limit_file_size,
+    )
+
+
+@pytest.mark.parametrize(
+    ("suffix", "steps"),
+    [("mp4", 40), pytest.param("mp4", 400, marks=pytest.mark.slow), pytest.param("gif", 40, marks=pytest.mark.slow)],
+    ids=["mp4-cut-at-close", "mp4-encoder-dies-while-fed", "gif"],
+)
+def test_a_video_that_does_not_fit_is_refused_and_not_kept(suffix, steps, run_copy, tmp_path) -> None:
+    """Before: the mp4 encoder died at the limit, the broken file was renamed into place and its path printed
+    with exit 0 (fed a longer video: a many-line IOError; the gif: a traceback). Now: one line naming the video,
+    exit 2, no video, no partial file."""
+    out = tmp_path / "videos"
+    args = [f"run={run_copy}", "video=true", "saliency=[attention]", f"saliency.max_steps={steps}"]
+    args.append(f"saliency.out={out}")
+    result = run_with_file_size_limit(
+        30_000, *args, f"saliency.format={suffix}", "logger.wandb.mode=disabled", cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith(("playing", "render"))]
+    assert lines == [
+        f"error: {out / VIDEO}.{suffix}: file too large; the file is larger than this process may write (ulimit -f) "
+        "or the file system holds: raise the limit or write elsewhere (eval.out=, saliency.out=, gaze.out= or "
+        "report.out=<folder>)"
+    ], result.stderr[-3000:]
+    assert not out.exists()
+
+
+def test_a_full_disk_names_the_file_being_written(tmp_path) -> None:
+    """Before: "a file: file too large" (the write error carries no name); the temporary file was named when the
+    rename failed."""
+    target = tmp_path / "summary.json"
+    code = (
+        "import resource, sys\n"
+        "from fls.errors import os_error_message\n"
+        "from fls.rundir import atomic_write_text\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))\n"
+        "try:\n"
+        f"    atomic_write_text({str(target)!r}, 'x' * 5000)\n"
+        "except OSError as error:\n"
+        "    print(os_error_message(error, 'evaluate'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.startswith(f"{target}: file too large; "), (result.stdout, result.stderr)
+    assert list(tmp_path.iterdir()) == []

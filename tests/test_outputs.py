@@ -11,10 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fls.errors import ConfigError
+from fls.errors import ConfigError, os_error_message
 from fls.evaluation.records import Episode, EpisodeLog, read_records
+from fls.evaluation.summary import write_summary
 from fls.evaluation.video_task import video_stem
+from tests.conftest import evaluate_in_process, evaluate_refusal
 
+QUIET = "logger.wandb.mode=disabled"
 HEADER = {"digest": "abc", "game": "Breakout", "episodes": 4, "seed": 1000, "num_envs": 2, "num_shards": 1}
 
 
@@ -134,3 +137,52 @@ def test_dry_run_description_prints_the_shared_extractor_once() -> None:
     assert "(pi_features_extractor): the same module as (features_extractor)" in text
     assert "(vf_features_extractor): the same module as (features_extractor)" in text
     assert "(action_net): Linear(in_features=512, out_features=4, bias=True)" in text
+
+
+def strict_json(path: Path) -> dict:
+    """The JSON of ``path``, read as strict JSON readers (jq, JavaScript, Go) would: NaN or Infinity is an error."""
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{path} holds {constant}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_the_summary_of_one_episode_is_strict_json(tmp_path) -> None:
+    """One episode has no standard error: it used to be written as a bare NaN."""
+    stats = write_summary(tmp_path, [episode(0)], {"game": "Breakout", "checkpoint": "x.zip"})
+    assert math.isnan(stats["sem"])
+    summary = strict_json(tmp_path / "summary.json")
+    assert summary["sem"] is None and summary["ci95"] is None and summary["mean"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["episodes.jsonl", "summary.json"])
+def test_a_folder_in_the_way_of_an_output_is_named_and_nothing_is_left(tmp_path, name) -> None:
+    """Before: the message named the temporary file (episodes.jsonl.tmp, .summary.json.<x>.tmp), and the records'
+    temporary file was left behind."""
+    (tmp_path / name).mkdir()
+    with pytest.raises(IsADirectoryError) as error:
+        if name == "episodes.jsonl":
+            EpisodeLog(tmp_path / name, HEADER)
+        else:
+            write_summary(tmp_path, [episode(0)], {"game": "Breakout"})
+    message = os_error_message(error.value, "evaluate")
+    assert message.startswith(f"{tmp_path / name}: is a directory; a folder stands where a file is needed"), message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_a_video_is_never_replaced_by_one_of_other_settings(tiny_run, tmp_path) -> None:
+    """Before: a rerun with another saliency.max_steps silently replaced the video of the same name."""
+    common = (f"run={tiny_run}", "video=true", "saliency=[attention]", f"saliency.out={tmp_path}", QUIET)
+    evaluate_in_process(*common, "saliency.max_steps=5")
+    video = tmp_path / "final_model_Breakout_seed2000_1ep_attention.mp4"
+    made = video.stat().st_mtime_ns
+    assert strict_json(tmp_path / f"{video.name}.json")["max_steps"] == 5
+    refusal = evaluate_refusal(*common, "saliency.max_steps=8")
+    assert refusal == (
+        f"{video} is a video with max_steps=5, not 8; give saliency.out=<another folder> to keep both, "
+        "or delete it to replace it"
+    )
+    assert video.stat().st_mtime_ns == made
+    evaluate_in_process(*common, "saliency.max_steps=5")  # the same settings make the same video: replaced
+    assert video.stat().st_mtime_ns != made

@@ -268,7 +268,11 @@ def test_weights_are_never_unpickled(sb3_zip, tmp_path) -> None:
     for allow in (False, True):
         with pytest.raises(ConfigError, match="cannot be loaded as PPO") as error:
             load_agent(evil, allow_pickle=allow)
-        assert "\n" not in str(error.value)
+        message = str(error.value)
+        assert "\n" not in message and "\x1b" not in message
+        # Not torch's advice to set weights_only=False or allow-list globals, which would run the planted code.
+        assert "weights_only" not in message and "add_safe_globals" not in message, message
+        assert "its weights hold pickled code or objects (Unsupported global: GLOBAL exec)" in message, message
     assert not marker.exists()
 
 
@@ -309,6 +313,20 @@ def test_non_finite_scores_stop_the_evaluation(sb3_zip, tmp_path, algorithm) -> 
     with pytest.raises(ConfigError, match="action scores became NaN or inf in episode 0") as error:
         run_episodes(agent, "Breakout", [0], base_seed=1000, streams=1, max_episode_steps=20, progress=False)
     assert "\n" not in str(error.value)
+
+
+def test_non_finite_scores_stop_videos_trees_and_faithfulness(sb3_zip, tmp_path) -> None:
+    """The same one check in the games the video, tree and faithfulness tasks play (softmax of NaN used to fail
+    inside torch, and faithfulness wrote "n/a" AUCs)."""
+    from fls.evaluation.faithfulness import draw_frames
+    from fls.saliency.video import play
+
+    broken = with_weights(sb3_zip("PPO"), tmp_path / "huge.zip", "PPO", lambda _, t: t.fill_(1e10))
+    agent = load_agent(broken)
+    with pytest.raises(ConfigError, match=r"action scores became NaN or inf at step 0 of game 1 \(seed 3\)"):
+        play(agent.policy, "Breakout", seed=3, max_steps=5)
+    with pytest.raises(ConfigError, match=f"{broken}: the model's action scores became NaN or inf at step 0"):
+        draw_frames(agent, "Breakout", 4, games=1, base_seed=1000, max_episode_steps=20, seed=0, progress=False)
 
 
 def one_line_error(result, *fragments: str) -> None:

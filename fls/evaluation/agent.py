@@ -16,7 +16,7 @@ from torch.distributions import Distribution
 
 from fls.errors import ConfigError
 from fls.model_files import class_identity, first_non_finite, load_model, read_model_data
-from fls.rundir import CONFIG_FILE, FINAL_MODEL, check_model_file, newest_checkpoint
+from fls.rundir import CONFIG_FILE, FINAL_MODEL, check_model_file, checkpoints, newest_checkpoint
 
 OBS_SHAPE = (4, 84, 84)
 SUPPORTED = "fls runs, PPO, A2C, DQN, QR-DQN (sb3-contrib)"
@@ -132,6 +132,8 @@ def resolve_checkpoint(
     rl-zoo3 experiment folder whose ``zoo_model`` is taken; the folder is then the run directory)."""
     if bool(run) == bool(checkpoint):
         raise ConfigError("give exactly one of run=<run dir> or checkpoint=<file.zip>")
+    if run and Path(run).expanduser().is_file():
+        raise ConfigError(f"run={run} is a file, not a run directory: give checkpoint={run} to evaluate a model file")
     from fls.evaluation.zoo import zoo_checkpoint
 
     zoo = zoo_checkpoint(run, checkpoint, zoo_model)
@@ -140,7 +142,9 @@ def resolve_checkpoint(
     if run:
         run_dir = Path(run).expanduser().resolve()
         final = run_dir / FINAL_MODEL
-        return (check_model_file(final) if final.is_file() else newest_checkpoint(run_dir)), run_dir
+        if final.is_file():
+            return check_model_file(final, in_run=bool(checkpoints(run_dir))), run_dir
+        return newest_checkpoint(run_dir), run_dir
     path = Path(str(checkpoint)).expanduser().resolve()
     check_model_file(path)
     run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent

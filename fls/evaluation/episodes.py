@@ -94,6 +94,8 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
     # One writer per records file: shards of one evaluation run side by side, a second copy of a shard is refused.
     with hold(out_dir / f".{records.name}.lock", f"evaluation records {records}"):
         remove_orphans(out_dir, f"{records.name}.tmp")
+        remove_orphans(out_dir, f".{records.name}.*.tmp")
+        fresh = not records.exists()
         log = EpisodeLog(records, {**meta, "shard": ev["shard"]})
         pending = [i for i in indices if i not in log.episodes]
         done_before = len(indices) - len(pending)
@@ -117,6 +119,10 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
                 )
         except KeyboardInterrupt:  # a second signal
             stop.signal = stop.signal or signal.SIGINT
+        except ConfigError:  # e.g. the model's scores became NaN: a records file this run began holds nothing
+            if fresh and not log.episodes:
+                log.path.unlink(missing_ok=True)
+            raise
         if stop.requested:
             raise Interrupted(
                 f"interrupted with {len(log.episodes)}/{len(indices)} episodes recorded in {log.path}; "

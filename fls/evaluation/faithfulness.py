@@ -90,6 +90,7 @@ def draw_frames(
     """
     from fls.envs import make_vec_env
     from fls.evaluation.runner import choose_actions, episode_rng
+    from fls.model_files import check_finite_scores
 
     env = make_vec_env(
         game,
@@ -119,6 +120,7 @@ def draw_frames(
                     where[slot] = (j, steps[j])
                 seen += 1
             scores = agent.scores(obs).float().cpu().numpy()
+            check_finite_scores(scores[playing], str(agent.path), f"at step {int(steps.max())} of the drawn games")
             actions = choose_actions(scores, [r if p else None for r, p in zip(rngs, playing, strict=True)], sample)
             obs, _, _, infos = env.step(actions)
             bar.update(int(playing.sum()))

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from fls.evaluation.report_runs import Report, evaluated_checkpoint, game_order, label_order, numbers_differ
+from fls.evaluation.report_runs import (
+    Report,
+    as_number,
+    evaluated_checkpoint,
+    game_order,
+    label_order,
+    numbers_differ,
+)
 from fls.evaluation.report_tables import csv_text
 from fls.rundir import atomic_write_text
 
@@ -79,8 +86,8 @@ def faithfulness_rows(report: Report, notes: list[str] | None = None) -> list[di
             settings.setdefault((run.game, baseline), {}).setdefault(setting, []).append(run.name)
             sanity = summary.get("sanity", {})
             for method, row in summary.get("results", {}).items():
-                values = {m: row.get(m, math.nan) for m in METRICS if m != "full_spearman"}
-                values["full_spearman"] = sanity.get(method, {}).get("full", {}).get("spearman", math.nan)
+                values = {m: as_number(row.get(m)) for m in METRICS if m != "full_spearman"}
+                values["full_spearman"] = as_number(sanity.get(method, {}).get("full", {}).get("spearman"))
                 values["frames"] = int(row.get("frames", 0))
                 kinds[method] = str(row.get("kind", "method"))
                 key = (baseline, method)

@@ -6,7 +6,6 @@ run."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 from fls.evaluation.faithfulness import BASELINE_ORDERS, CURVES, Curves, DrawnFrames
 from fls.evaluation.report_tables import csv_text
 from fls.gaze.baselines import CENTER_PRIOR, RANDOM
-from fls.rundir import atomic_path, atomic_write_text
+from fls.rundir import atomic_path, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from fls.evaluation.sanity import SanityResult
@@ -273,7 +272,7 @@ def write_outputs(result: FaithfulnessResult, setting: Mapping[str, Any], out: P
     atomic_write_text(out / "faithfulness.md", faithfulness_markdown(result, setting))
     summary = {**setting, "results": result.summary(), "sanity": result.sanity_summary()}
     summary["sanity_steps"] = result.sanity_steps()
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     plot_curves(result, "deletion", out / "deletion.png")
     plot_curves(result, "insertion", out / "insertion.png")
     if result.sanity:

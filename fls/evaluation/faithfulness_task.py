@@ -29,6 +29,7 @@ from fls.evaluation.faithfulness import (
 )
 from fls.evaluation.faithfulness_results import FaithfulnessResult, log_to_wandb, write_outputs
 from fls.locks import LOCK_FILE, hold, remove_orphans
+from fls.model_files import check_finite_scores
 from fls.rundir import make_dirs, refuse_other_results
 
 if TYPE_CHECKING:
@@ -180,7 +181,9 @@ def _compute_and_write(cfg: DictConfig, loaded: Loaded, s: dict[str, Any], metho
     stacks = obs.float()
 
     def score_fn(x: torch.Tensor) -> torch.Tensor:
-        return agent.scores(x)
+        scores = agent.scores(x)
+        check_finite_scores(scores, str(agent.path), "on a drawn or perturbed frame", "; nothing was written")
+        return scores
 
     actions, probs = explained_actions(score_fn, stacks, s["batch_size"])
     chosen = actions.cpu().numpy()  # the saliency methods take actions as an array

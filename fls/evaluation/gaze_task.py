@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from fls.errors import ConfigError
 from fls.evaluation.video_task import output_dir, saliency_methods, saliency_target
 from fls.locks import LOCK_FILE, hold, remove_orphans
-from fls.rundir import atomic_write_text, make_dirs, refuse_other_results
+from fls.rundir import atomic_write_json, make_dirs, refuse_other_results
 
 if TYPE_CHECKING:
     from fls.evaluation.loading import Loaded
@@ -66,6 +66,26 @@ def gaze_folder(settings: dict[str, Any]) -> str:
     return f"{settings['checkpoint']}_{settings['game']}_{'-'.join(settings['methods'])}"
 
 
+def check_usable_gaze(trials: list, results: Any) -> None:
+    """Warn (one line each) about trials without a single network input with a fixation inside the frame; refuse
+    when no trial has one (the table would be empty)."""
+    scored = {record[1] for record in results.records}
+    empty = [trial for trial in trials if trial.name not in scored]
+    for trial in empty:
+        report = results.reports.get(trial.name)
+        found = f"{report.gaze_points} gaze points in {report.frames} frames" if report else "no gaze file rows"
+        why = f"{trial.describe()} has no usable gaze: no network input with a fixation inside the frame ({found})"
+        if len(trials) == 1:
+            raise ConfigError(f"{why}; nothing to score")
+        if len(empty) == len(trials):
+            names = ", ".join(t.name for t in trials)
+            raise ConfigError(
+                f"none of the {len(trials)} trials ({names}) has a network input with a fixation inside the "
+                "frame; nothing to score"
+            )
+        print(f"warning: {why}; left out", file=sys.stderr)
+
+
 def _score_and_write(
     cfg: DictConfig, loaded: Loaded, trials: list, methods: dict, target: Any, out: Path, settings: dict[str, Any]
 ) -> Path:
@@ -91,11 +111,12 @@ def _score_and_write(
         seed=int(g.seed),
         eps=float(g.kl_eps),
     )
+    check_usable_gaze(trials, results)
     results.write_csv(out / "frames.csv")
     results.write_markdown(out / "summary.md")
     summary = results.summary()
     record = {"checkpoint": str(loaded.checkpoint), "game": game, "settings": settings, **summary}
-    atomic_write_text(out / "summary.json", json.dumps(record, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", record)
     print(results.to_markdown())
     print(f"per-frame metrics and summary in {out}")
     if cfg.logger.wandb.mode != "disabled":

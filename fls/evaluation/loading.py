@@ -12,7 +12,7 @@ from fls.envs import get_game, make_vec_env
 from fls.envs.games import GAMES, GameSpec
 from fls.errors import ConfigError
 from fls.evaluation.agent import Agent, load_agent, resolve_checkpoint, run_game
-from fls.model_files import allow_pickle_flag
+from fls.model_files import allow_pickle_flag, check_finite_scores
 from fls.runtime import resolve_device
 
 
@@ -63,7 +63,11 @@ def load(cfg: DictConfig) -> Loaded:
     spec = get_game(game)
     device = resolve_device(str(cfg.device))
     probe = make_vec_env(spec, num_envs=1, seed=0)
-    n_actions = int(probe.action_space.n)
-    probe.close()
-    agent = load_agent(checkpoint, device, n_actions=n_actions, allow_pickle=allow_pickle_flag(cfg))
+    try:
+        n_actions = int(probe.action_space.n)
+        agent = load_agent(checkpoint, device, n_actions=n_actions, allow_pickle=allow_pickle_flag(cfg))
+        # Before any task writes anything: a model whose scores overflow on the game's first input is refused here.
+        check_finite_scores(agent.scores(probe.reset()), str(checkpoint), "on the game's first frame")
+    finally:
+        probe.close()
     return Loaded(agent, checkpoint, run_dir, game, spec)

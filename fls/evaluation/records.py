@@ -20,7 +20,7 @@ from typing import Any
 
 from fls.config_schema import check_shards
 from fls.errors import ConfigError
-from fls.rundir import atomic_path
+from fls.rundir import atomic_path, atomic_write_text, naming, to_json
 
 FORMAT = "fls.episodes/1"
 # Header keys that are settings of evaluate.py (eval.<key>): a mismatch names the override that continues the records.
@@ -142,10 +142,7 @@ class EpisodeLog:
         if path.is_file():
             self._load()
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(self.header, sort_keys=True) + "\n")
-            os.replace(tmp, path)
+            atomic_write_text(path, to_json(self.header, sort_keys=True) + "\n")
 
     def _load(self) -> None:
         scan = scan_records(self.path)
@@ -167,7 +164,7 @@ class EpisodeLog:
             if wanted > recorded_for:
                 print(f"{self.path.name}: extending the records of {recorded_for} episodes to {wanted}", flush=True)
                 body = self.path.read_bytes()[: scan.complete_bytes].split(b"\n", 1)[1]
-                header_line = json.dumps(self.header, sort_keys=True).encode()
+                header_line = to_json(self.header, sort_keys=True).encode()
                 with atomic_path(self.path) as tmp:
                     tmp.write_bytes(header_line + b"\n" + body)
                 return  # the rewrite also dropped any torn tail
@@ -180,10 +177,13 @@ class EpisodeLog:
         """Record a finished episode durably (flushed and fsynced before returning)."""
         if episode.index in self.episodes:
             return
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(asdict(episode), sort_keys=True) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(self.path, "a") as handle:
+                handle.write(to_json(asdict(episode), sort_keys=True) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as error:  # a full disk: name the records file, not "a file"
+            raise naming(error, self.path) from None
         self.episodes[episode.index] = episode
 
 

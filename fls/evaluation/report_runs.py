@@ -363,12 +363,12 @@ def read_run_gaze(run_dir: Path, checkpoint: str | None = None) -> RunGaze:
         folder_metrics: dict[tuple[str, str], dict[str, float]] = {}
         for key, value in summary.items():
             parts = key.split("/")
-            if len(parts) < 4 or parts[0] != "gaze" or not isinstance(value, (int, float)):
+            if len(parts) < 4 or parts[0] != "gaze" or not (value is None or isinstance(value, (int, float))):
                 continue
             game, method, metric = parts[1], "/".join(parts[2:-1]), parts[-1]
             wanted = (*GAZE_METRICS, *(f"{m}_std" for m in GAZE_METRICS), "frames", "kl_dropped_frames")
             if metric in wanted:
-                folder_metrics.setdefault((game, method), {})[metric] = float(value)
+                folder_metrics.setdefault((game, method), {})[metric] = as_number(value)
         for key, metrics in folder_metrics.items():
             if key not in found.metrics:
                 found.metrics[key], source[key] = metrics, path.parent
@@ -380,6 +380,12 @@ def read_run_gaze(run_dir: Path, checkpoint: str | None = None) -> RunGaze:
                     f"{path.parent.name} (other settings); the table uses {source[key].name}"
                 )
     return found
+
+
+def as_number(value: Any) -> float:
+    """A number read from a results file: JSON's null (an undefined number, written for NaN) and anything that is
+    not a number become NaN."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
 def numbers_differ(a: Mapping[str, float], b: Mapping[str, float]) -> bool:

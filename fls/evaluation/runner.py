@@ -29,6 +29,7 @@ from fls.envs.games import GameSpec
 from fls.errors import ConfigError
 from fls.evaluation.agent import Agent, saved_exploration_rate
 from fls.evaluation.records import Episode
+from fls.model_files import check_finite_scores
 from fls.progress import progress_bar
 
 
@@ -204,12 +205,9 @@ def run_episodes(
     def act(group: _Group) -> None:
         scores = agent.scores(group.obs).float().cpu().numpy()
         if not np.isfinite(scores).all():
-            # argmax over NaN picks action 0 and the game goes on to a normal-looking score: stop instead.
             j = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
-            raise ConfigError(
-                f"{agent.path}: the model's action scores became NaN or inf in episode {group.index(j)}; it cannot "
-                "be evaluated (records of the episodes already finished are kept)"
-            )
+            kept = " (records of the episodes already finished are kept)"
+            check_finite_scores(scores, str(agent.path), f"in episode {group.index(j)}", kept)
         group.env.step_async(choose_actions(scores, group.rngs, sample, explore))
 
     def collect(group: _Group) -> None:

@@ -7,7 +7,6 @@ step (``saliency.target``: for Q-networks the action's Q value).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from omegaconf import DictConfig, ListConfig
 
 from fls.errors import ConfigError
 from fls.evaluation.video_task import output_dir, saliency_target
-from fls.rundir import atomic_write_text
+from fls.rundir import atomic_write_json
 
 if TYPE_CHECKING:
     from fls.evaluation.loading import Loaded
@@ -69,7 +68,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
         meta |= {"episode": record.episode, "step": record.step, "action_name": record.action_name}
         meta |= {"n": method.n, "depth": method.depth, "min_separation": method.min_separation}
         meta |= {"tree_root": method.root}
-        atomic_write_text(out / f"{name}.json", json.dumps({**meta, **tree.to_dict()}, indent=1) + "\n")
+        atomic_write_json(out / f"{name}.json", {**meta, **tree.to_dict()}, indent=1)
         written.append((name, png, html))
 
     last = max(steps) + 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +9,7 @@ from omegaconf import DictConfig
 
 from fls.errors import ConfigError
 from fls.locks import hold
-from fls.rundir import make_dirs
+from fls.rundir import atomic_write_json, make_dirs, settings_differ
 
 if TYPE_CHECKING:
     from fls.evaluation.loading import Loaded
@@ -68,9 +67,52 @@ def video_stem(checkpoint: str, game: str, methods: list[str], seed: int, episod
     return stem if str(target) == "action" else f"{stem}_target-{target}"
 
 
+def video_settings(cfg: DictConfig, loaded: Loaded, methods: list[str], epsilon: float | None) -> dict[str, Any]:
+    """Everything a video's frames depend on, kept beside it in ``<video>.json``; the name holds the main ones."""
+    s = cfg.saliency
+    settings = {
+        "checkpoint": str(loaded.checkpoint),
+        "digest": loaded.agent.digest,
+        "game": loaded.game,
+        "methods": methods,
+        "seed": int(s.seed),
+        "episodes": int(s.episodes),
+        "target": s.target,
+        "deterministic": bool(s.deterministic),
+        "epsilon": epsilon,
+        "max_steps": int(s.max_steps),
+        "max_episode_steps": loaded.spec.eval_max_episode_steps,
+        "normalize": str(s.normalize),
+        "input_panel": bool(s.input_panel),
+        "fps": int(s.fps),
+        "gradcam_rectified": bool(s.get("gradcam_rectified", False)),
+        "layer": s.layer,
+    }
+    if "tree" in methods:
+        tree = cfg.get("tree") or {}
+        settings |= {f"tree.{k}": tree.get(k) for k in ("n", "depth", "min_separation")}
+    return settings
+
+
+def settings_file(video: Path) -> Path:
+    """``<video>.json``: the settings a video was made with."""
+    return video.with_name(video.name + ".json")
+
+
+def refuse_another_video(path: Path, settings: dict[str, Any]) -> None:
+    """Refuse to replace a video made with other settings (the same settings again make the same video)."""
+    if not path.exists():
+        return
+    differs = settings_differ(settings_file(path), settings)
+    if differs is not None:
+        raise ConfigError(
+            f"{path} is a video {differs}; give saliency.out=<another folder> to keep both, or delete it to replace it"
+        )
+
+
 def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     """Record the video, log it to W&B, print where it is and what the agent scored."""
-    from fls.saliency.video import record_video
+    from fls.saliency.video import partial_video_path, record_video
 
     s = cfg.saliency
     if s.format not in FORMATS:
@@ -84,14 +126,16 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     out = output_dir(s.out, loaded, "videos")
     stem = video_stem(loaded.checkpoint.stem, loaded.game, list(methods), int(s.seed), int(s.episodes), s.target)
     path = out / f"{stem}.{s.format}"
-    partial = out / f".{stem}.partial.{s.format}"  # renamed when complete: no half-written video
+    settings = video_settings(cfg, loaded, list(methods), epsilon)
+    record = settings_file(path)
     make_dirs(out)
     with hold(out / f".{stem}.lock", f"video {path}"):  # one writer per video
-        partial.unlink(missing_ok=True)  # left by an interrupted render
+        partial_video_path(path).unlink(missing_ok=True)  # left by an interrupted render
+        refuse_another_video(path, settings)
         recording = record_video(
             loaded.agent.policy,
             loaded.game,
-            partial,
+            path,
             methods=methods,
             seed=int(s.seed),
             episodes=int(s.episodes),
@@ -105,7 +149,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
             fps=int(s.fps),
             png_dir=out / f"{stem}_frames" if s.frames else None,
         )
-        os.replace(partial, path)
+        atomic_write_json(record, settings)
     scores = ", ".join(f"{e.score:g} in {e.length} steps{'' if e.finished else ' (cut)'}" for e in recording.episodes)
     acting = "" if epsilon is None else f", ε-greedy ε={epsilon:g}"
     print(f"{loaded.game} video with {', '.join(methods)}: {path} (score {scores}{acting})")

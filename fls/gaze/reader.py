@@ -28,6 +28,7 @@ import re
 import tarfile
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -64,6 +65,16 @@ _FRAME_ID_RE = re.compile(r"^(?P<prefix>.+)_(?P<number>\d+)$")
 _GYM_SUFFIX_RE = re.compile(r"(noframeskip|deterministic)?-?v\d+$")
 _GAME_COLUMNS = ("gamename", "game_name", "game")
 _TRIAL_COLUMNS = ("trial_id", "trialnumber", "trial_number", "trial")
+
+
+# What reading a damaged download raises: a truncated .tar.bz2 (tarfile's ReadError, bz2's EOFError or OSError),
+# a corrupt .zip (BadZipFile, zlib's error), a member that cannot be read (OSError).
+_DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, zlib.error)
+
+
+def _damaged(where: str, error: Exception) -> ConfigError:
+    reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+    return ConfigError(f"{where} cannot be read ({reason}): the file is damaged; download it again")
 
 
 def _game_key(name: str) -> str:
@@ -293,8 +304,11 @@ def _trials_in_folder(folder: Path, game: str) -> list[Trial]:
 
 def _trials_in_zip(path: Path, game: str) -> list[Trial]:
     """Pairs of ``<trial>.txt`` + ``<trial>.tar.bz2`` members in the same folder of a game's zip."""
-    with zipfile.ZipFile(path) as archive:
-        names = [n for n in archive.namelist() if not n.endswith("/") and "__MACOSX" not in n]
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/") and "__MACOSX" not in n]
+    except _DAMAGED as error:
+        raise _damaged(f"gaze data {path}", error) from None
     members = set(names)
     trials = []
     for name in names:
@@ -309,8 +323,12 @@ def _trials_in_zip(path: Path, game: str) -> list[Trial]:
 def read_gaze(source: Trial | str | os.PathLike) -> tuple[list[GazeRow], ParseReport]:
     """Parse a trial's gaze file (a :class:`Trial` or the path of a ``.txt``); see :func:`parse_gaze_lines`."""
     if isinstance(source, Trial):
-        with source.open_gaze() as handle:
-            return parse_gaze_lines(handle, source.name)
+        try:
+            with source.open_gaze() as handle:
+                return parse_gaze_lines(handle, source.name)
+        except _DAMAGED as error:
+            where = f"{source.zip_file}:" if source.zip_file is not None else ""
+            raise _damaged(f"the gaze file of trial {source.name} ({where}{source.gaze_file})", error) from None
     with open(source, encoding="utf-8-sig", errors="replace", newline=None) as handle:
         return parse_gaze_lines(handle, str(source))
 
@@ -454,25 +472,28 @@ def iter_frames(trial: Trial, frame_ids: Sequence[str] | None = None) -> Iterato
     wanted = set(frame_ids)
     pending: dict[str, bytes] = {}
     next_index = 0
-    with trial.open_member(trial.frames) as raw, tarfile.open(fileobj=raw, mode="r|*") as archive:
-        for member in archive:
-            base = posixpath.basename(member.name)
-            if not member.isfile() or base.startswith("._") or not base.lower().endswith(".png"):
-                continue
-            frame_id = base[: -len(".png")]
-            if frame_id not in wanted:
-                continue
-            handle = archive.extractfile(member)
-            if handle is None:
-                continue
-            pending[frame_id] = handle.read()
-            wanted.discard(frame_id)
-            while next_index < len(frame_ids) and frame_ids[next_index] in pending:
-                frame_id = frame_ids[next_index]
-                yield frame_id, _decode_png(pending.pop(frame_id), trial, frame_id)
-                next_index += 1
-            if next_index == len(frame_ids):
-                return
+    try:
+        with trial.open_member(trial.frames) as raw, tarfile.open(fileobj=raw, mode="r|*") as archive:
+            for member in archive:
+                base = posixpath.basename(member.name)
+                if not member.isfile() or base.startswith("._") or not base.lower().endswith(".png"):
+                    continue
+                frame_id = base[: -len(".png")]
+                if frame_id not in wanted:
+                    continue
+                handle = archive.extractfile(member)
+                if handle is None:
+                    continue
+                pending[frame_id] = handle.read()
+                wanted.discard(frame_id)
+                while next_index < len(frame_ids) and frame_ids[next_index] in pending:
+                    frame_id = frame_ids[next_index]
+                    yield frame_id, _decode_png(pending.pop(frame_id), trial, frame_id)
+                    next_index += 1
+                if next_index == len(frame_ids):
+                    return
+    except _DAMAGED as error:
+        raise _damaged(f"the frames of {trial.describe()}", error) from None
     missing = frame_ids[next_index]
     others = len(frame_ids) - next_index - 1 - len(pending)
     raise ConfigError(

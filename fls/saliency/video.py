@@ -18,6 +18,10 @@ attention tree of each step over the raw frame (:mod:`fls.saliency.tree_views`) 
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,8 +35,10 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from fls.envs import make_single_env
 from fls.errors import ConfigError
+from fls.model_files import check_finite_scores
 from fls.models.renderer import RAW_FRAME_SIZE, label_font, upsample_to_frame
 from fls.progress import progress_bar
+from fls.rundir import naming
 from fls.saliency.attention import AttentionSaliency
 from fls.saliency.base import SaliencyMethod, TargetLike, policy_forward, q_network
 from fls.saliency.registry import get_method
@@ -238,6 +244,8 @@ def play(
                 observation = torch.as_tensor(obs[None], device=policy.device)
                 with torch.no_grad():
                     out = policy_forward(policy, observation)
+                where = f"at step {record.length} of game {episode + 1} (seed {seed})"
+                check_finite_scores(out.logits, type(policy).__name__, where)
                 action = _pick_action(out.logits, deterministic, generator, epsilon if is_q_network else None)
                 # The attention of the pass that chose the action: no second forward.
                 maps = {
@@ -333,6 +341,59 @@ def compose_frame(
     return np.asarray(image)
 
 
+def partial_video_path(path: Path) -> Path:
+    """Where :func:`record_video` writes a video before it is complete: a hidden file beside it, same suffix."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def _file_size_limit_reached(path: Path) -> bool:
+    """Whether ``path`` is as large as this process may write (``ulimit -f``; the encoder inherits the limit)."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return limit != resource.RLIM_INFINITY and path.exists() and path.stat().st_size >= limit
+
+
+def _complete_video(path: Path) -> bool:
+    """Whether a written video is whole: an mp4's top-level boxes tile the file and include the index (``moov``,
+    written last), a gif ends with its trailer byte. An encoder stopped by a full disk leaves neither."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        if path.suffix.lower() == ".gif":
+            handle.seek(max(size - 1, 0))
+            return size > 0 and handle.read(1) == b";"
+        position, kinds = 0, set()
+        while position < size:
+            handle.seek(position)
+            header = handle.read(8)
+            if len(header) < 8:
+                return False
+            box, kind = struct.unpack(">I4s", header)
+            if box == 1:
+                extended = handle.read(8)
+                if len(extended) < 8:
+                    return False
+                box = struct.unpack(">Q", extended)[0]
+            elif box == 0:
+                box = size - position
+            if box < 8:
+                return False
+            kinds.add(kind)
+            position += box
+    return position == size and {b"moov", b"mdat"} <= kinds
+
+
+def _unfinished_video_error(partial: Path, path: Path) -> Exception:
+    """Why the encoder left ``partial`` incomplete, naming ``path``: a full disk and a file-size limit as the
+    OSErrors they are (one-line messages with what to do), anything else as a ConfigError."""
+    size = partial.stat().st_size if partial.exists() else 0
+    if shutil.disk_usage(path.parent).free < max(size, 1 << 20):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    if _file_size_limit_reached(partial):
+        return OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+    return ConfigError(f"{path}: the video encoder stopped before finishing the file (see its message above)")
+
+
 def record_video(
     policy: ActorCriticPolicy,
     game: str,
@@ -412,13 +473,11 @@ def record_video(
         Path(png_dir).mkdir(parents=True, exist_ok=True)
     writer = None
     if video_path is not None:
-        import imageio.v2 as imageio
-
-        video_path.parent.mkdir(parents=True, exist_ok=True)
-        if video_path.suffix.lower() == ".gif":
-            writer = imageio.get_writer(video_path, mode="I", duration=1000.0 / fps, loop=0)
-        else:
-            writer = imageio.get_writer(video_path, fps=fps, codec="libx264", quality=8, macro_block_size=MACRO_BLOCK)
+        partial = partial_video_path(video_path)  # renamed to video_path once complete: no half-written video
+        try:
+            writer = _open_writer(partial, fps)
+        except OSError as error:
+            raise naming(error, video_path, partial) from None
     bar = progress_bar(len(stored), "rendering", "frame", disable=not progress)
     try:
         for index, step in enumerate(stored):
@@ -440,11 +499,52 @@ def record_video(
                 writer.append_data(image)
             if png_dir is not None:
                 png_path = Path(png_dir) / f"frame_{index:06d}.png"
-                cv2.imwrite(str(png_path), image[..., ::-1])
+                if not cv2.imwrite(str(png_path), image[..., ::-1]):
+                    raise ConfigError(f"{png_path}: the frame could not be written (a full disk or the folder?)")
                 png_paths.append(png_path)
             bar.update(1)
+        if writer is not None:
+            writer, closing = None, writer
+            closing.close()
+            if not _complete_video(partial):
+                raise _unfinished_video_error(partial, video_path)
+            os.replace(partial, video_path)
+    except OSError as error:
+        if video_path is not None and error.errno in (None, errno.EPIPE):  # the encoder died (imageio's IOError)
+            raise _unfinished_video_error(partial, video_path) from None
+        raise naming(error, video_path or Path(png_dir or "."), partial if video_path else None) from None
     finally:
         bar.close()
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except OSError:
+                pass  # already failing: the first error is the one to report
+        if video_path is not None:
+            partial.unlink(missing_ok=True)
     return Recording(video_path, png_paths, episodes_played)
+
+
+class _GifWriter:
+    """An animated GIF written by Pillow at close, as imageio's Pillow writer does, without its retrying a failed
+    write (a full disk) when it is garbage-collected."""
+
+    def __init__(self, path: Path, fps: int) -> None:
+        self.path, self.duration, self.frames = path, 1000.0 / fps, []
+
+    def append_data(self, image: np.ndarray) -> None:
+        self.frames.append(Image.fromarray(image))
+
+    def close(self) -> None:
+        frames, self.frames = self.frames, []
+        if frames:
+            frames[0].save(self.path, save_all=True, append_images=frames[1:], duration=self.duration, loop=0)
+
+
+def _open_writer(path: Path, fps: int):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        return _GifWriter(path, fps)
+    import imageio.v2 as imageio
+
+    return imageio.get_writer(path, fps=fps, codec="libx264", quality=8, macro_block_size=MACRO_BLOCK)
