@@ -204,3 +204,25 @@ def test_damaged_gaze_data_is_refused_naming_the_trial(tiny_run, tmp_path, how, 
     refusal = evaluate_refusal(f"run={tiny_run}", "task=gaze", f"gaze.data={data}", f"gaze.out={out}", "gaze.splits=2")
     assert message.format(data=data) in refusal, refusal
     assert not list(out.glob("*.csv")) and not list(out.glob("summary.*"))
+
+
+def test_the_gaze_summary_is_strict_json(tiny_run, tmp_path) -> None:
+    """Gaze only at raw frames 15 and 16: the inputs with fixations are all too close to one another to draw
+    shuffled-AUC negatives from, so every sAUC mean is undefined. It used to be written as a bare NaN."""
+    data = tmp_path / "atari_head"
+    make_trial(data)
+    gaze = data / "breakout" / f"{TRIAL}.txt"
+    lines = gaze.read_text().splitlines()
+    for i, line in enumerate(lines[1:], start=1):
+        fields = line.split(",")
+        if fields[0].startswith("RZ_") and int(fields[0].rsplit("_", 1)[1]) - 1 not in (15, 16):
+            lines[i] = ",".join(fields[:6] + ["null"])
+    gaze.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "gaze"
+    evaluate_in_process(f"run={tiny_run}", "task=gaze", f"gaze.data={data}", f"gaze.out={out}", "gaze.splits=2", QUIET)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"summary.json holds {constant}, which is not JSON")
+
+    summary = json.loads((out / "summary.json").read_text(), parse_constant=refuse)
+    assert summary["gaze/breakout/attention/sauc"] is None and summary["gaze/breakout/attention/frames"] == 4
