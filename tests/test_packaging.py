@@ -3,6 +3,7 @@ from a folder outside the checkout, and the Python API loads, explains and evalu
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -35,8 +36,12 @@ def run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_a_wheel_installed_elsewhere_runs_the_commands_and_the_api(tmp_path) -> None:
-    # The wheel, built from the checkout as a packager would (not editable).
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", ROOT, cwd=tmp_path)
+    # The wheel, built from a copy of the checkout as a packager would (not editable; setuptools builds in the
+    # source tree, which must stay clean).
+    source = tmp_path / "source"
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", "outputs", "multirun", "wandb")
+    shutil.copytree(ROOT, source, ignore=skip)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist", source, cwd=tmp_path)
     (wheel,) = (tmp_path / "dist").glob("fls-*.whl")
     # A clean venv that borrows the already installed dependencies (torch & co.) but not fls itself: site-packages
     # of this environment are appended by a .pth file, whose own .pth files (the editable install) are not read.
