@@ -9,11 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from fls.config_schema import CONFIG_DIR  # the presets, shipped inside the package
 from fls.errors import ConfigError, FlsError, fail, os_error_message
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # shipped inside the package (wheels too)
 # Groups whose choices are files under configs/<group>/ (hydra/* groups are Hydra's and checked by Hydra).
-OWN_GROUPS = ("model", "env", "ppo", "logger", "experiment")
+OWN_GROUPS = ("model", "env", "ppo", "experiment")
 
 
 def group_choices(group: str, config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -90,7 +90,10 @@ def register_resolvers() -> None:
 
     from omegaconf import OmegaConf
 
+    from fls.config_schema import register_defaults
     from fls.rundir import new_job_dir, new_sweep_dir, remove_created_if_empty
+
+    register_defaults()
 
     def one_line_os_errors(resolver: Callable[..., str]) -> Callable[..., str]:
         def resolve(*args: Any) -> str:

@@ -21,7 +21,9 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import MISSING as MISSING_DEFAULT
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from fls.envs.games import GAMES
@@ -81,9 +83,20 @@ class Rule:
     path: bool = False  # a file or folder: an empty value (an unset shell variable) would mean the current folder
 
 
-def key(doc: str, *, main: bool = False, **rule: Any) -> Any:
-    """A schema field: its help line and what it accepts (see :class:`Rule`)."""
-    return field(metadata={"rule": Rule(doc, main=main, **rule)})
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # the presets, shipped inside the package (wheels too)
+REQUIRED = "???"  # OmegaConf's MISSING: a value a preset (config group choice) must give
+
+
+def key(doc: str, default: Any = REQUIRED, *, main: bool = False, **rule: Any) -> Any:
+    """A schema field: its default, its help line and what it accepts (see :class:`Rule`). The default is the
+    setting's one home: the composed config starts from these (:func:`defaults_of`), and presets (configs/model,
+    env, ppo, experiment) override them. A dataclass default is a group of keys; a list default is copied."""
+    metadata = {"rule": Rule(doc, main=main, **rule)}
+    if is_dataclass(default) and isinstance(default, type):
+        return field(default_factory=default, metadata=metadata)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -95,17 +108,25 @@ class ModelConfig:
     """configs/model/*.yaml: the feature extractor and its options (null: the option does not apply)."""
 
     name: str = key("the feature extractor (model=<name> picks its config)", choices=tuple(CATALOG))
-    entropy_lambda: float = key("weight of the attention-entropy regulariser (models with attention)", ge=0, main=True)
-    sum_pool: bool | None = key("sparse_fls, dense_fls: sum attended features over positions instead of flattening")
-    normalize_attention: bool | None = key("sparse_fls, dense_fls: divide the attention by its sum over positions")
-    fls_kernel: int | None = key("sparse_fls, dense_fls: kernel of the FLS convs", choices=(3, 1))
-    softplus_base2: bool | None = key("sparse_fls, dense_fls: base-2 softplus")
-    final_relu: bool | None = key("sparse_fls, dense_fls: ReLU after the last trunk conv")
-    attention_at: str | None = key("sparse_fls: where the attention sits", choices=ATTENTION_PLACES)
-    pad_input: bool | None = key("rs: zero-pad the input by 1 px")
-    channels: list[int] | None = key("maxpool_cnn: conv widths, e.g. [32,32,64,64]", ge=1)
+    entropy_lambda: float = key(
+        "weight of the attention-entropy regulariser (models with attention)", 0.0, ge=0, main=True
+    )
+    # Every option is unset here; each model's preset lists the options that apply to it, and setting one that
+    # does not apply to the chosen model is an error naming that model's options.
+    sum_pool: bool | None = key(
+        "sparse_fls, dense_fls: sum attended features over positions instead of flattening", None
+    )
+    normalize_attention: bool | None = key(
+        "sparse_fls, dense_fls: divide the attention by its sum over positions", None
+    )
+    fls_kernel: int | None = key("sparse_fls, dense_fls: kernel of the FLS convs", None, choices=(3, 1))
+    softplus_base2: bool | None = key("sparse_fls, dense_fls: base-2 softplus", None)
+    final_relu: bool | None = key("sparse_fls, dense_fls: ReLU after the last trunk conv", None)
+    attention_at: str | None = key("sparse_fls: where the attention sits", None, choices=ATTENTION_PLACES)
+    pad_input: bool | None = key("rs: zero-pad the input by 1 px", None)
+    channels: list[int] | None = key("maxpool_cnn: conv widths, e.g. [32,32,64,64]", None, ge=1)
     kernel_size: int | None = key(
-        "maxpool_cnn: conv kernel", test=lambda v: v >= 1 and v % 2 == 1, accepted="a positive odd integer"
+        "maxpool_cnn: conv kernel", None, test=lambda v: v >= 1 and v % 2 == 1, accepted="a positive odd integer"
     )
 
 
@@ -114,7 +135,7 @@ class EnvConfig:
     """configs/env/*.yaml: the game (with the OpenAI-baselines Atari protocol) and how many envs step together."""
 
     name: str = key("the game (env=<game> picks its config)", choices=tuple(sorted(GAMES)))
-    num_envs: int = key("envs stepped together (training)", ge=1, main=True)
+    num_envs: int = key("envs stepped together (training)", 8, ge=1, main=True)
 
 
 @dataclass
@@ -143,37 +164,44 @@ class PPOConfig:
 class WandbConfig:
     """Weights & Biases logging."""
 
-    mode: str = key("offline: no account, no network", choices=WANDB_MODES, main=True)
-    project: str = key("W&B project")
-    entity: str | None = key("W&B entity (null: your default)")
-    group: str | None = key("null: the multirun sweep's directory name")
-    tags: list[str] = key("extra tags (model, env, lambda and seed are always added)")
+    mode: str = key("offline: no account, no network", "offline", choices=WANDB_MODES, main=True)
+    project: str = key("W&B project", "fls")
+    entity: str | None = key("W&B entity (null: your default)", None)
+    group: str | None = key("null: the multirun sweep's directory name", None)
+    tags: list[str] = key("extra tags (model, env, lambda and seed are always added)", [])
 
 
 @dataclass
 class LoggerConfig:
-    """configs/logger/*.yaml: where training logs go (progress.csv is always written)."""
+    """Where training logs go (progress.csv is always written)."""
 
-    log_interval: int = key("PPO updates between log rows", ge=1)
-    tensorboard: bool = key("write TensorBoard events into the run directory")
-    wandb: WandbConfig = key("Weights & Biases")
+    log_interval: int = key("PPO updates between log rows", 1, ge=1)
+    tensorboard: bool = key("write TensorBoard events into the run directory", True)
+    wandb: WandbConfig = key("Weights & Biases", WandbConfig)
 
 
 @dataclass
 class AfterTrainingConfig:
     """What train.py does once the budget is reached."""
 
-    eval_episodes: int = key("> 0: evaluate the final model on this many episodes", ge=0, main=True)
-    eval_num_envs: int = key("envs of that evaluation", ge=1)
+    eval_episodes: int = key(
+        "> 0: evaluate the final model on this many episodes (evaluate.py's protocol)", 0, ge=0, main=True
+    )
+    eval_num_envs: int = key("envs of that evaluation (evaluate.py's eval.num_envs: its records continue)", 16, ge=1)
     eval_seed: int | None = key(
         "first episode seed of that evaluation; null: evaluate.py's eval.seed (records in eval/final_model/), another"
         " value keeps its records apart (eval/final_model_seed<N>/)",
+        None,
         ge=0,
         le=MAX_SEED,
     )
-    video: bool = key("record a saliency video of one game", main=True)
-    video_methods: list[str] = key("saliency methods of that video", choices=SALIENCY_METHODS)
-    video_steps: int = key("agent steps of that video at most", ge=1)
+    video: bool = key("record a saliency video of one game (evaluate.py video=true)", False, main=True)
+    video_methods: list[str] = key(
+        "saliency methods of that video (cheap ones: perturbation costs 326 forward passes a frame)",
+        ["attention", "gradcam", "fullgrad++"],
+        choices=SALIENCY_METHODS,
+    )
+    video_steps: int = key("agent steps of that video at most", 1000, ge=1)
 
 
 def _is_device(value: str) -> bool:
@@ -187,18 +215,22 @@ DEVICE_RULE = {"test": _is_device, "accepted": "auto, cpu, cuda or cuda:N"}
 class TrainConfig:
     """python train.py: the composed config (configs/train.yaml)."""
 
-    model: ModelConfig = key("the feature extractor")
-    env: EnvConfig = key("the game")
-    ppo: PPOConfig = key("PPO's hyperparameters")
-    logger: LoggerConfig = key("logging")
-    seed: int = key("env i gets seed + i; also seeds torch and numpy", ge=0, le=MAX_SEED, main=True)
-    device: str = key("auto: CUDA when present", main=True, **DEVICE_RULE)
-    dry_run: bool = key("build the policy, print it and its parameter count, exit", main=True)
-    total_timesteps: int = key("agent steps (4 frames each), summed over envs", ge=1, main=True)
-    checkpoint_every: int = key("agent steps between checkpoints", ge=1, main=True)
-    resume: str | None = key("a run directory: continue it from its newest checkpoint", main=True, path=True)
-    after_training: AfterTrainingConfig = key("evaluation and video after training")
-    allow_pickle: bool = key("resume=: let the checkpoint unpickle objects (runs code: trusted files only)")
+    model: ModelConfig = key("the feature extractor", ModelConfig)
+    env: EnvConfig = key("the game", EnvConfig)
+    ppo: PPOConfig = key("PPO's hyperparameters", PPOConfig)
+    logger: LoggerConfig = key("logging", LoggerConfig)
+    seed: int = key("env i gets seed + i; also seeds torch and numpy", 1, ge=0, le=MAX_SEED, main=True)
+    device: str = key("auto: CUDA when present", "auto", main=True, **DEVICE_RULE)
+    dry_run: bool = key("build the policy, print it and its parameter count, exit", False, main=True)
+    total_timesteps: int = key("agent steps (4 frames each), summed over envs", 50_000_000, ge=1, main=True)
+    checkpoint_every: int = key(
+        "agent steps between checkpoints (plus one at the end and on SIGINT/SIGTERM)", 1_000_000, ge=1, main=True
+    )
+    resume: str | None = key("a run directory: continue it from its newest checkpoint", None, main=True, path=True)
+    after_training: AfterTrainingConfig = key(
+        "evaluation and video after training (also by every job of a multirun)", AfterTrainingConfig
+    )
+    allow_pickle: bool = key("resume=: let the checkpoint unpickle objects (runs code: trusted files only)", False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -209,16 +241,16 @@ class TrainConfig:
 class EvalConfig:
     """task=episodes: the evaluation protocol."""
 
-    episodes: int = key("games to play (the paper: 16 envs x 512)", ge=1, main=True)
-    num_envs: int = key("games played side by side", ge=1, main=True)
-    deterministic: bool = key("greedy actions (the paper samples from the policy)", main=True)
-    epsilon: float | None = key("epsilon of DQN / QR-DQN; null: the rate saved in the model", ge=0, le=1)
-    seed: int = key("episode i is played from seed + i", ge=0, le=MAX_SEED)
-    max_episode_steps: int | None = key("agent steps per game; null: the game's default", ge=1)
-    shard: int = key("which shard this process plays (0-based)", ge=0, main=True)
-    num_shards: int = key("processes splitting the episodes", ge=1, main=True)
-    out: str | None = key("null: <run>/eval/<checkpoint name>/", main=True, path=True)
-    histogram_bins: int = key("bins of the score histogram", ge=1)
+    episodes: int = key("games to play (the paper: 16 envs x 512)", 8192, ge=1, main=True)
+    num_envs: int = key("games played side by side", 16, ge=1, main=True)
+    deterministic: bool = key("greedy actions (the paper samples from the policy)", False, main=True)
+    epsilon: float | None = key("epsilon of DQN / QR-DQN; null: the rate saved in the model", None, ge=0, le=1)
+    seed: int = key("episode i is played from seed + i", 1000, ge=0, le=MAX_SEED)
+    max_episode_steps: int | None = key("agent steps per game; null: the game's default", None, ge=1)
+    shard: int = key("which shard this process plays (0-based)", 0, ge=0, main=True)
+    num_shards: int = key("processes splitting the episodes", 1, ge=1, main=True)
+    out: str | None = key("null: <run>/eval/<checkpoint name>/", None, main=True, path=True)
+    histogram_bins: int = key("bins of the score histogram", 50, ge=1)
 
 
 def _is_target(value: Any) -> bool:
@@ -229,48 +261,55 @@ def _is_target(value: Any) -> bool:
 class SaliencyConfig:
     """task=video and task=gaze: the saliency maps."""
 
-    methods: list[str] = key("saliency methods (saliency=[a,b] for short)", choices=SALIENCY_METHODS, main=True)
-    target: str | int = key(
-        "what the maps explain", test=_is_target, accepted="action, value or an action index >= 0", main=True
+    methods: list[str] = key(
+        "saliency methods (saliency=[a,b] for short)",
+        ["attention", "gradcam", "fullgrad++", "perturbation"],
+        choices=SALIENCY_METHODS,
+        main=True,
     )
-    layer: str | None = key("gradcam/gradcam++ layer (a module name); null: the trunk's last conv")
-    gradcam_rectified: bool = key("gradcam/gradcam++ read the layer's output after its ReLU (default: before)")
-    episodes: int = key("games per video", ge=1)
-    seed: int = key("video game i is played from seed + i", ge=0, le=MAX_SEED)
-    max_steps: int = key("agent steps per video at most", ge=1, main=True)
-    deterministic: bool = key("greedy actions")
-    normalize: str = key("video: one max per method over the whole video | frame", choices=VIDEO_NORMALIZE)
-    input_panel: bool = key("add a panel with the network's input")
-    frames: bool = key("also write every frame as a PNG")
-    fps: int = key("frames per second of the video", ge=1)
-    format: str = key("video container", choices=VIDEO_FORMATS, main=True)
-    out: str | None = key("null: <run>/videos/", path=True)
+    target: str | int = key(
+        "what the maps explain", "action", test=_is_target, accepted="action, value or an action index >= 0", main=True
+    )
+    layer: str | None = key("gradcam/gradcam++ layer (a module name); null: the trunk's last conv", None)
+    gradcam_rectified: bool = key("gradcam/gradcam++ read the layer's output after its ReLU (default: before)", False)
+    episodes: int = key("games per video", 1, ge=1)
+    seed: int = key("video game i is played from seed + i", 2000, ge=0, le=MAX_SEED)
+    max_steps: int = key("agent steps per video at most", 3000, ge=1, main=True)
+    deterministic: bool = key("greedy actions", False)
+    normalize: str = key("video: one max per method over the whole video | frame", "video", choices=VIDEO_NORMALIZE)
+    input_panel: bool = key("add a panel with the network's input", True)
+    frames: bool = key("also write every frame as a PNG", False)
+    fps: int = key("frames per second of the video", 30, ge=1)
+    format: str = key("video container", "mp4", choices=VIDEO_FORMATS, main=True)
+    out: str | None = key("null: <run>/videos/", None, path=True)
 
 
 @dataclass
 class GazeConfig:
     """task=gaze: Atari-HEAD human-gaze agreement."""
 
-    data: str | None = key("the Atari-HEAD directory", main=True, path=True)
-    game: str | None = key("null: the run's game", choices=tuple(sorted(GAMES)))
-    max_frames: int | None = key("network inputs per trial (null: all)", ge=1)
-    batch_size: int = key("frames per forward pass", ge=1)
-    splits: int = key("shuffled-AUC splits", ge=1)
-    other_frames: int = key("frames whose fixations give shuffled-AUC negatives", ge=1)
-    seed: int = key("seed of the shuffled-AUC sampling", ge=0, le=MAX_SEED)
-    kl_eps: float = key("KL's epsilon (0: exact KL, frames with Q=0 under P>0 dropped)", ge=0)
-    out: str | None = key("null: <run>/gaze/<checkpoint>_<game>_<methods>/", path=True)
+    data: str | None = key("the Atari-HEAD directory", None, main=True, path=True)
+    game: str | None = key("null: the run's game", None, choices=tuple(sorted(GAMES)))
+    max_frames: int | None = key("network inputs per trial (null: all)", None, ge=1)
+    batch_size: int = key("frames per forward pass", 64, ge=1)
+    splits: int = key("shuffled-AUC splits", 100, ge=1)
+    other_frames: int = key("frames whose fixations give shuffled-AUC negatives", 10, ge=1)
+    seed: int = key("seed of the shuffled-AUC sampling", 0, ge=0, le=MAX_SEED)
+    kl_eps: float = key("KL's epsilon (0: exact KL, frames with Q=0 under P>0 dropped)", 0.0, ge=0)
+    out: str | None = key("null: <run>/gaze/<checkpoint>_<game>_<methods>/", None, path=True)
 
 
 @dataclass
 class ReportConfig:
     """task=report: a sweep's tables and curves."""
 
-    out: str | None = key("null: <sweep dir>/report/", main=True, path=True)
-    checkpoint: str | None = key("the evaluation to tabulate; null: final_model, else the newest checkpoint", path=True)
-    curve: str = key("progress.csv column plotted against time/total_timesteps")
-    grid_points: int = key("common step grid on which seeds are averaged", ge=2)
-    std_ddof: int = key("std across seeds: 0 population | 1 sample", choices=(0, 1))
+    out: str | None = key("null: <sweep dir>/report/", None, main=True, path=True)
+    checkpoint: str | None = key(
+        "the evaluation to tabulate; null: final_model, else the newest checkpoint", None, path=True
+    )
+    curve: str = key("progress.csv column plotted against time/total_timesteps", "rollout/ep_rew_mean")
+    grid_points: int = key("common step grid on which seeds are averaged", 200, ge=2)
+    std_ddof: int = key("std across seeds: 0 population | 1 sample", 0, choices=(0, 1))
 
 
 def _is_zoo_model(value: Any) -> bool:
@@ -283,6 +322,7 @@ class ZooConfig:
 
     model: str | int = key(
         "final (<EnvId>.zip) | best (best_model.zip) | N (rl_model_<N>_steps.zip)",
+        "final",
         test=_is_zoo_model,
         accepted="final, best or a step count >= 0",
     )
@@ -292,81 +332,122 @@ class ZooConfig:
 class TreeConfig:
     """task=tree: attention trees."""
 
-    n: int = key("children per node (and roots)", ge=1, main=True)
-    depth: int | None = key("layers below the roots; null: down to the input pixels", ge=0)
-    min_separation: int = key("sibling peaks at least this many cells of their layer apart", ge=0)
+    n: int = key("children per node (and roots)", 3, ge=1, main=True)
+    depth: int | None = key("layers below the roots; null: down to the input pixels", None, ge=0)
+    min_separation: int = key("sibling peaks at least this many cells of their layer apart", 2, ge=0)
     root: str = key(
         "models with attention: roots at attention peaks weighted by the explained target's relevance | by the "
         "attention alone (the same tree for every action)",
+        "relevance",
         choices=TREE_ROOTS,
     )
-    steps: list[int] = key("agent steps of each game to explain", ge=0, main=True)
-    out: str | None = key("null: <run>/trees/", path=True)
+    steps: list[int] = key("agent steps of each game to explain", [100, 200], ge=0, main=True)
+    out: str | None = key("null: <run>/trees/", None, path=True)
 
 
 @dataclass
 class FaithfulnessConfig:
     """task=faithfulness: deletion / insertion curves and sanity checks."""
 
-    frames: int = key("network inputs drawn (seeded) from the evaluation games", ge=1, main=True)
-    games: int | None = key("first game of this many evaluation streams; null: eval.num_envs", ge=1)
-    max_steps: int | None = key("stop the games after this many inputs in all (null: to the end)", ge=1)
+    frames: int = key("network inputs drawn (seeded) from the evaluation games", 256, ge=1, main=True)
+    games: int | None = key("first game of this many evaluation streams; null: eval.num_envs", None, ge=1)
+    max_steps: int | None = key("stop the games after this many inputs in all (null: to the end)", None, ge=1)
     percent_step: int = key(
         "pixels removed per step, % (must divide 100)",
+        5,
         ge=1,
         le=100,
         test=lambda v: 100 % v == 0,
         accepted="an integer that divides 100 (1, 2, 4, 5, 10, 20, 25, 50 or 100)",
     )
-    baseline: str = key("what replaces pixels", choices=FAITHFULNESS_BASELINES)
-    blur_sigma: float = key("Gaussian blur sigma of the blur baseline", gt=0)
-    batch_size: int = key("perturbed stacks per forward pass", ge=1)
-    map_batch_size: int = key("frames per saliency-method call", ge=1)
-    sanity: bool = key("cascading-randomisation sanity checks")
-    sanity_frames: int | None = key("frames used by the sanity checks (null: all)", ge=1)
-    seed: int = key("frame draws, random order, tie breaking, randomised weights", ge=0, le=MAX_SEED)
-    out: str | None = key("null: <run>/eval/<checkpoint name>/faithfulness/<methods>_<baseline>/", path=True)
+    baseline: str = key("what replaces pixels", "blur", choices=FAITHFULNESS_BASELINES)
+    blur_sigma: float = key("Gaussian blur sigma of the blur baseline", 3.0, gt=0)
+    batch_size: int = key("perturbed stacks per forward pass", 256, ge=1)
+    map_batch_size: int = key("frames per saliency-method call", 32, ge=1)
+    sanity: bool = key("cascading-randomisation sanity checks", True)
+    sanity_frames: int | None = key("frames used by the sanity checks (null: all)", 64, ge=1)
+    seed: int = key("frame draws, random order, tie breaking, randomised weights", 0, ge=0, le=MAX_SEED)
+    out: str | None = key("null: <run>/eval/<checkpoint name>/faithfulness/<methods>_<baseline>/", None, path=True)
 
 
 @dataclass
 class EvalWandbConfig:
     """Weights & Biases logging of evaluate.py's results."""
 
-    mode: str = key("offline: no account, no network", choices=WANDB_MODES, main=True)
-    project: str = key("W&B project")
+    mode: str = key("offline: no account, no network", "offline", choices=WANDB_MODES, main=True)
+    project: str = key("W&B project", "fls")
 
 
 @dataclass
 class EvalLoggerConfig:
     """Where evaluate.py logs."""
 
-    wandb: EvalWandbConfig = key("Weights & Biases")
+    wandb: EvalWandbConfig = key("Weights & Biases", EvalWandbConfig)
 
 
 @dataclass
 class EvaluateConfig:
     """python evaluate.py: the composed config (configs/evaluate.yaml)."""
 
-    task: str = key("what to do", choices=tuple(TASKS), main=True)
-    run: str | None = key("a run directory (its final model, else its newest checkpoint)", main=True, path=True)
-    checkpoint: str | None = key("or a model file: an fls checkpoint or an SB3 Atari zip", main=True, path=True)
+    task: str = key("what to do", "episodes", choices=tuple(TASKS), main=True)
+    run: str | None = key("a run directory (its final model, else its newest checkpoint)", None, main=True, path=True)
+    checkpoint: str | None = key("or a model file: an fls checkpoint or an SB3 Atari zip", None, main=True, path=True)
     sweep: str | list[str] | None = key(
-        "task=report: a multirun directory or a list of run directories", main=True, path=True
+        "task=report: a multirun directory or a list of run directories", None, main=True, path=True
     )
-    device: str = key("auto: CUDA when present", main=True, **DEVICE_RULE)
-    env: EnvConfig | None = key("the game; needed only for checkpoint=<zip> from outside fls")
-    eval: EvalConfig = key("task=episodes")
-    saliency: SaliencyConfig = key("task=video, task=gaze")
-    gaze: GazeConfig = key("task=gaze")
-    report: ReportConfig = key("task=report")
-    zoo: ZooConfig = key("rl-zoo3 experiment folders")
-    tree: TreeConfig = key("task=tree")
-    faithfulness: FaithfulnessConfig = key("task=faithfulness")
-    allow_pickle: bool = key("let model files unpickle objects (runs code: trusted files only)")
-    logger: EvalLoggerConfig = key("logging")
+    device: str = key("auto: CUDA when present", "auto", main=True, **DEVICE_RULE)
+    env: EnvConfig | None = key("the game; needed only for checkpoint=<zip> from outside fls", None)
+    eval: EvalConfig = key("task=episodes", EvalConfig)
+    saliency: SaliencyConfig = key("task=video, task=gaze", SaliencyConfig)
+    gaze: GazeConfig = key("task=gaze", GazeConfig)
+    report: ReportConfig = key("task=report", ReportConfig)
+    zoo: ZooConfig = key("rl-zoo3 experiment folders", ZooConfig)
+    tree: TreeConfig = key("task=tree", TreeConfig)
+    faithfulness: FaithfulnessConfig = key("task=faithfulness", FaithfulnessConfig)
+    allow_pickle: bool = key("let model files unpickle objects (runs code: trusted files only)", False)
+    logger: EvalLoggerConfig = key("logging", EvalLoggerConfig)
 
 
 SCHEMAS: dict[str, type] = {"train": TrainConfig, "evaluate": EvaluateConfig}
+
+
+def defaults_of(schema: type) -> dict[str, Any]:
+    """Every key's default, nested as the config is (``"???"``: a preset must give it)."""
+    values: dict[str, Any] = {}
+    for f in fields(schema):
+        value = getattr(schema(), f.name) if f.default is MISSING_DEFAULT else f.default
+        values[f.name] = defaults_of(type(value)) if is_dataclass(value) else value
+    return values
+
+
+def default_config(config_name: str) -> Any:
+    """A command's defaults as an OmegaConf config (no preset applied: group keys a preset gives are ``???``)."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create(defaults_of(schema_of(config_name)))
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """A model's config as train.py composes it: every option's default, then the model's preset
+    (configs/model/<name>.yaml)."""
+    from omegaconf import OmegaConf
+
+    merged = OmegaConf.create(defaults_of(ModelConfig))
+    preset = CONFIG_DIR / "model" / f"{name}.yaml"
+    if preset.is_file():
+        merged = OmegaConf.merge(merged, OmegaConf.load(preset))
+    merged.name = name
+    return OmegaConf.to_container(merged, resolve=True)
+
+
+def register_defaults() -> None:
+    """Store each command's defaults in Hydra's ConfigStore as ``<command>_defaults``, the first entry of
+    configs/<command>.yaml's defaults list: the YAML files hold only presets that are real choices."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for name, schema in SCHEMAS.items():
+        store.store(name=f"{name}_defaults", node=defaults_of(schema))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from fls.models.policy import FLSPolicy
 from fls.ppo import AttentionPPO, LinearDecay
 from fls.resume import restore_checkpoint
 from fls.training import new_model, ppo_kwargs
-from tests.conftest import ROOT
 
 ALGORITHMS = ("PPO", "A2C", "DQN", "QRDQN")
 QUICK = ["eval.episodes=1", "eval.num_envs=1", "eval.max_episode_steps=30", "logger.wandb.mode=disabled"]
@@ -107,11 +106,10 @@ def sb3_zip(tmp_path_factory):
 
 
 def model_cfg(name: str) -> dict:
-    """A model's default config as train.py composes it (configs/model/_options.yaml + <name>.yaml)."""
-    folder = ROOT / "fls" / "configs" / "model"
-    cfg = OmegaConf.merge(OmegaConf.load(folder / "_options.yaml"), OmegaConf.load(folder / f"{name}.yaml"))
-    cfg.pop("defaults", None)
-    return OmegaConf.to_container(cfg)
+    """A model's default config as train.py composes it (the schema's defaults + configs/model/<name>.yaml)."""
+    from fls.config_schema import model_defaults
+
+    return model_defaults(name)
 
 
 def make_fls(name: str, path: Path) -> Path:

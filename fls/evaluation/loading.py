@@ -17,13 +17,11 @@ from fls.runtime import resolve_device
 
 
 def evaluation_config(**overrides: Any) -> DictConfig:
-    """evaluate.py's default config (configs/evaluate.yaml without Hydra's keys) with dotted-key overrides,
-    for running evaluation tasks from inside another command (the quickstart evaluates after training)."""
-    from fls.cli import CONFIG_DIR
+    """evaluate.py's default config (fls/config_schema.py's EvaluateConfig) with dotted-key overrides, for running
+    evaluation tasks from inside another command (the quickstart evaluates after training) or the Python API."""
+    from fls.config_schema import default_config
 
-    cfg = OmegaConf.load(CONFIG_DIR / "evaluate.yaml")
-    for key in ("defaults", "hydra"):
-        cfg.pop(key, None)
+    cfg = default_config("evaluate")
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     return cfg

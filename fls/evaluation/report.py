@@ -171,18 +171,10 @@ def make_report(cfg: DictConfig) -> Path:
 
 
 def _model_config(name: str) -> dict[str, Any]:
-    """A model's default config as train.py composes it (configs/model/_options.yaml + <name>.yaml)."""
-    from fls.cli import CONFIG_DIR
+    """A model's default config as train.py composes it."""
+    from fls.config_schema import model_defaults
 
-    folder = CONFIG_DIR / "model"
-    merged = OmegaConf.load(folder / "_options.yaml")
-    own = folder / f"{name}.yaml"
-    if own.is_file():
-        spec = OmegaConf.load(own)
-        spec.pop("defaults", None)
-        merged = OmegaConf.merge(merged, spec)
-    merged.name = name
-    container = OmegaConf.to_container(merged, resolve=True)
+    container = model_defaults(name)
     assert isinstance(container, dict)
     return container
 
