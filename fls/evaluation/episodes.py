@@ -53,21 +53,9 @@ def evaluation_dir(cfg: DictConfig, checkpoint: Path, run_dir: Path | None) -> P
     return checkpoint.parent / f"{checkpoint.stem}_eval"
 
 
-def _setting(cfg: DictConfig) -> dict[str, Any]:
-    ev = cfg.eval
-    for key in ("episodes", "num_envs", "seed", "shard", "num_shards", "histogram_bins"):
-        if not isinstance(ev[key], int) or isinstance(ev[key], bool):
-            raise ConfigError(f"eval.{key} must be an integer, got {ev[key]!r}")
-    if ev.num_envs < 1:
-        raise ConfigError(f"eval.num_envs must be >= 1, got {ev.num_envs}")
-    if ev.max_episode_steps is not None and int(ev.max_episode_steps) < 1:
-        raise ConfigError(f"eval.max_episode_steps must be >= 1 or null, got {ev.max_episode_steps}")
-    return dict(ev)
-
-
 def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
     """Play this shard's missing episodes, append their records, and summarise when every shard is complete."""
-    ev = _setting(cfg)
+    ev = dict(cfg.eval)  # checked against fls/config_schema.py by whoever composed cfg (evaluation_config too)
     indices = shard_episodes(ev["episodes"], ev["shard"], ev["num_shards"], ev["num_envs"])
     loaded = load(cfg)
     agent, checkpoint, run_dir, game, spec = loaded.agent, loaded.checkpoint, loaded.run_dir, loaded.game, loaded.spec

@@ -19,11 +19,12 @@ from fls.runtime import resolve_device
 def evaluation_config(**overrides: Any) -> DictConfig:
     """evaluate.py's default config (fls/config_schema.py's EvaluateConfig) with dotted-key overrides, for running
     evaluation tasks from inside another command (the quickstart evaluates after training) or the Python API."""
-    from fls.config_schema import default_config
+    from fls.config_schema import check_config, default_config
 
     cfg = default_config("evaluate")
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, force_add=True)
+    check_config(cfg, "evaluate")  # the same checks as the command line's, declared once
     return cfg
 
 

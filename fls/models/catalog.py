@@ -77,21 +77,16 @@ def check_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
             valid = _choices(info.options) if info.options else "none"
             raise ConfigError(f"model.{key} does not apply to {name} (its options: {valid})")
 
+    from fls.config_schema import ModelConfig, check_node
+
+    check_node(cfg, ModelConfig, "model.")  # each option's type, range and choices: declared once, there
     lam = cfg.get("entropy_lambda") or 0.0
-    if lam < 0:
-        raise ConfigError(f"model.entropy_lambda must be >= 0, got {lam}")
     if lam > 0 and not info.attention:
         raise ConfigError(
             f"model.entropy_lambda={lam} needs a model with attention; {name} has none "
             f"(models with attention: {_choices(n for n, s in CATALOG.items() if s.attention)})"
         )
 
-    if "fls_kernel" in kwargs and kwargs["fls_kernel"] not in (1, 3):
-        raise ConfigError(f"model.fls_kernel must be 3 or 1, got {kwargs['fls_kernel']}")
-    if "attention_at" in kwargs and kwargs["attention_at"] not in ATTENTION_PLACES:
-        raise ConfigError(
-            f"model.attention_at must be one of {_choices(ATTENTION_PLACES)}, got {kwargs['attention_at']}"
-        )
     if kwargs.get("sum_pool") and kwargs.get("attention_at", "conv3") != "conv3":
         raise ConfigError(
             f"model.sum_pool=true pools the attended conv3 features, so it needs model.attention_at=conv3 "
@@ -103,20 +98,9 @@ def check_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
                 "dense_fls always sum-pools: flattening its 64x84x84 map would need a 451,584-wide hidden layer "
                 "(drop model.sum_pool=false)"
             )
-    for flag in ("sum_pool", "normalize_attention", "softplus_base2", "final_relu", "pad_input"):
-        if flag in kwargs and not isinstance(kwargs[flag], bool):
-            raise ConfigError(f"model.{flag} must be true or false, got {kwargs[flag]!r}")
     if "channels" in kwargs:
-        channels = list(kwargs["channels"]) if not isinstance(kwargs["channels"], (int, str)) else None
-        if not channels or not all(isinstance(c, int) and c > 0 for c in channels):
-            raise ConfigError(
-                f"model.channels must be a list of positive ints like [32,32,64,64], got {kwargs['channels']}"
-            )
-        kwargs["channels"] = tuple(channels)
-        if 84 >> len(channels) < 1:
-            raise ConfigError(f"model.channels has {len(channels)} layers; at most 6 max-pools fit an 84x84 input")
-    if "kernel_size" in kwargs and (
-        not isinstance(kwargs["kernel_size"], int) or kwargs["kernel_size"] % 2 == 0 or kwargs["kernel_size"] < 1
-    ):
-        raise ConfigError(f"model.kernel_size must be a positive odd int, got {kwargs['kernel_size']}")
+        channels = tuple(kwargs["channels"])
+        if not channels or 84 >> len(channels) < 1:
+            raise ConfigError(f"model.channels has {len(channels)} layers: 1 to 6 (max-pools that fit an 84x84 input)")
+        kwargs["channels"] = channels
     return kwargs
