@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, write_json  # noqa: E402
+from fls.agents.agent import load_agent  # noqa: E402
 from fls.envs import make_vec_env  # noqa: E402
-from fls.evaluation.agent import load_agent  # noqa: E402
 from fls.evaluation.runner import run_episodes  # noqa: E402
 from fls.models import policy_kwargs  # noqa: E402
 from fls.models.policy import FLSPolicy  # noqa: E402

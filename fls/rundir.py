@@ -306,3 +306,13 @@ def refuse_other_results(
         f"{out} already holds {what} {differs}; give {what}.out=<another folder> to keep both, "
         f"or delete {out} to replace them"
     )
+
+
+def output_dir(configured: str | None, run_dir: Path | None, checkpoint: Path, folder: str) -> Path:
+    """Where a task writes about ``checkpoint``: ``configured``, else <run>/<folder>/, else
+    <checkpoint stem>_<folder>/ beside the file."""
+    if configured:
+        return Path(str(configured)).expanduser().resolve()
+    if run_dir is not None:
+        return run_dir / folder
+    return checkpoint.parent / f"{checkpoint.stem}_{folder}"

@@ -14,7 +14,7 @@ import pytest
 from fls.errors import ConfigError, os_error_message
 from fls.evaluation.records import Episode, EpisodeLog, read_records
 from fls.evaluation.summary import write_summary
-from fls.evaluation.video_task import video_stem
+from fls.tasks.video import video_stem
 from tests.conftest import evaluate_in_process, evaluate_refusal
 
 QUIET = "logger.wandb.mode=disabled"

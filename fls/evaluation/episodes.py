@@ -8,8 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fls.agents.loading import load
 from fls.errors import ConfigError, Interrupted
-from fls.evaluation.loading import load
 from fls.evaluation.records import EpisodeLog, records_path, scan_records, shard_episodes
 from fls.evaluation.runner import acting_epsilon, run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
@@ -26,7 +26,7 @@ def check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
     if run_dir is None:
         return
     if not (run_dir / CONFIG_FILE).is_file():  # an rl-zoo3 experiment folder: env i is seeded seed + i too
-        from fls.evaluation.zoo import read_zoo_folder
+        from fls.agents.zoo import read_zoo_folder
 
         experiment = read_zoo_folder(run_dir)
         if experiment.seed is None:

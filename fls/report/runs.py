@@ -1,6 +1,6 @@
 """Reading a sweep for ``task=report``: which training runs it holds, how they are labelled and ordered, and what
-each run has produced (reward curve, evaluation records, gaze summaries). :mod:`fls.evaluation.report_tables`
-aggregates them, :mod:`fls.evaluation.report` writes the report."""
+each run has produced (reward curve, evaluation records, gaze summaries). :mod:`fls.report.tables`
+aggregates them, :mod:`fls.report.make` writes the report."""
 
 from __future__ import annotations
 
@@ -330,7 +330,7 @@ def read_evaluation(run_dir: Path, checkpoint: str | None = None) -> Evaluation 
     return Evaluation(directory, header, [episodes[i] for i in sorted(episodes)])
 
 
-# what a gaze result's numbers depend on besides the model, the game and the method (gaze_task.gaze_settings)
+# what a gaze result's numbers depend on besides the model, the game and the method (fls.tasks.gaze.gaze_settings)
 GAZE_SETTING_KEYS = ("target", "gradcam_rectified", "layer", "max_frames", "splits", "other_frames", "seed", "kl_eps")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fls.evaluation.report_runs import (
+from fls.report.runs import (
     Report,
     as_number,
     evaluated_checkpoint,
@@ -25,8 +25,8 @@ from fls.evaluation.report_runs import (
     label_order,
     numbers_differ,
 )
-from fls.evaluation.report_tables import csv_text
 from fls.rundir import atomic_write_text
+from fls.tables import csv_text
 
 METRICS = ("deletion_auc", "insertion_auc", "deletion_same_auc", "insertion_same_auc", "full_spearman")
 LABELS = {"deletion_auc": "Deletion AUC ↓", "insertion_auc": "Insertion AUC ↑", "full_spearman": "ρ random net ↓"}

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fls.evaluation.faithfulness import BASELINE_ORDERS, CURVES, Curves, DrawnFrames
-from fls.evaluation.report_tables import csv_text
 from fls.gaze.baselines import CENTER_PRIOR, RANDOM
 from fls.rundir import atomic_path, atomic_write_json, atomic_write_text
+from fls.saliency.metrics.faithfulness import BASELINE_ORDERS, CURVES, Curves, DrawnFrames
+from fls.tables import csv_text
 
 if TYPE_CHECKING:
-    from fls.evaluation.sanity import SanityResult
+    from fls.saliency.metrics.sanity import SanityResult
 
 
 @dataclass

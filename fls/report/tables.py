@@ -3,8 +3,6 @@ and the score, saliency and missing-results tables as markdown and CSV."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -12,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fls.evaluation.report_runs import (
+from fls.report.runs import (
     GAZE_METRICS,
     REWARD_KEY,
     Curve,
@@ -201,16 +199,6 @@ def protocol_notes(evaluations: Mapping[tuple[str, str], Sequence[tuple[Run, Eva
 
 # ----------------------------------------------------------------------------------------------------------------
 # Writing it
-
-
-def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Rows as CSV text with the given columns (extra keys ignored, NaN as an empty cell)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:  # NaN (no value) as an empty cell, which csv readers and pandas read back as missing
-        writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
-    return buffer.getvalue()
 
 
 SCORE_COLUMNS = (

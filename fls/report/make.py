@@ -18,8 +18,8 @@ run of the sweep and writes, into ``report.out`` (default ``<sweep dir>/report/`
 Runs are grouped by model name, attention-entropy weight λ (in the label when it is nonzero or varies, e.g.
 ``sparse_fls λ=0.001``) and any model option that differs between runs of the same model.
 
-Reading the runs is :mod:`fls.evaluation.report_runs`, the aggregation and tables :mod:`fls.evaluation.report_tables`,
-the figure :mod:`fls.evaluation.report_figures`; this module writes the files, logs them and runs the task.
+Reading the runs is :mod:`fls.report.runs`, the aggregation and tables :mod:`fls.report.tables`,
+the figure :mod:`fls.report.figures`; this module writes the files, logs them and runs the task.
 """
 
 from __future__ import annotations
@@ -32,19 +32,19 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fls.errors import ConfigError
-from fls.evaluation.report_figures import curves_csv, plot_curves
-from fls.evaluation.report_runs import REWARD_KEY, Report, find_runs
-from fls.evaluation.report_tables import (
+from fls.report.figures import curves_csv, plot_curves
+from fls.report.runs import REWARD_KEY, Report, find_runs
+from fls.report.tables import (
     SALIENCY_COLUMNS,
     SCORE_COLUMNS,
     STATUS_COLUMNS,
     build_report,
-    csv_text,
     report_markdown,
     saliency_markdown,
     scores_markdown,
 )
 from fls.rundir import atomic_write_text
+from fls.tables import csv_text
 
 __all__ = ["log_report", "make_report", "parameter_table", "write_report"]
 
@@ -149,7 +149,7 @@ def make_report(cfg: DictConfig) -> Path:
     title = f"Report: {sweep_dir.name if sweep_dir else f'{len(runs)} runs'}"
     report = build_report(runs, title=title, checkpoint=checkpoint, curve_key=curve_key, grid_points=points, ddof=ddof)
     files = write_report(report, out_dir)
-    from fls.evaluation.faithfulness_report import add_faithfulness  # its own section (task=faithfulness results)
+    from fls.report.faithfulness import add_faithfulness  # its own section (task=faithfulness results)
 
     files.update(add_faithfulness(report, out_dir, files["report_md"]))
     log_report(
@@ -208,7 +208,3 @@ def parameter_table(actions: Sequence[int] = (4, 18)) -> str:
             counts = [count_parameters(build_policy(cfg, observation, gym.spaces.Discrete(n))) for n in actions]
         lines.append(f"| `{name}` | {spec.description} | " + " | ".join(f"{c:,}" for c in counts) + " |")
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(parameter_table(), end="")

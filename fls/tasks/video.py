@@ -9,54 +9,13 @@ from omegaconf import DictConfig
 
 from fls.errors import ConfigError
 from fls.locks import hold
-from fls.rundir import atomic_write_json, make_dirs, settings_differ
+from fls.rundir import atomic_write_json, make_dirs, output_dir, settings_differ
+from fls.saliency.settings import saliency_methods, saliency_target
 
 if TYPE_CHECKING:
-    from fls.evaluation.loading import Loaded
-    from fls.saliency.base import SaliencyMethod
+    from fls.agents.loading import Loaded
 
 FORMATS = ("mp4", "gif")
-
-
-def saliency_methods(cfg: DictConfig, loaded: Loaded) -> dict[str, SaliencyMethod]:
-    """The configured saliency methods, checked against the agent (one-line errors name the valid choices)."""
-    from fls.saliency import METHODS, get_method
-
-    names = list(cfg.saliency.methods or [])
-    if not names:
-        raise ConfigError(f"no saliency method chosen (saliency=[...] with any of: {', '.join(METHODS)})")
-    methods = {}
-    rectified = cfg.saliency.get("gradcam_rectified", False)
-    if not isinstance(rectified, bool):
-        raise ConfigError(f"saliency.gradcam_rectified must be true or false, got {rectified!r}")
-    for name in names:
-        options = {"layer": cfg.saliency.layer} if cfg.saliency.layer and name in ("gradcam", "gradcam++") else {}
-        if rectified and name in ("gradcam", "gradcam++"):
-            options["rectified"] = True
-        if name == "tree":  # a video's tree panel (and a gaze score of trees) grows trees as task=tree does
-            tree = cfg.get("tree") or {}
-            options.update({k: tree[k] for k in ("n", "depth", "min_separation", "root") if k in tree})
-        method = get_method(str(name), **options)
-        method.check(loaded.agent.policy)
-        methods[str(name)] = method
-    return methods
-
-
-def saliency_target(cfg: DictConfig) -> Any:
-    """``action``, ``value`` or an action index (for DQN / QR-DQN: Q(s, a) of the action, max_a Q, Q of an index)."""
-    target = cfg.saliency.target
-    if isinstance(target, str) and target not in ("action", "value"):
-        raise ConfigError(f"saliency.target must be action, value or an action index, got '{target}'")
-    return target
-
-
-def output_dir(configured: str | None, loaded: Loaded, folder: str) -> Path:
-    """``configured``, else <run>/<folder>/, else <checkpoint stem>_<folder>/ beside the file."""
-    if configured:
-        return Path(str(configured)).expanduser().resolve()
-    if loaded.run_dir is not None:
-        return loaded.run_dir / folder
-    return loaded.checkpoint.parent / f"{loaded.checkpoint.stem}_{folder}"
 
 
 def video_stem(checkpoint: str, game: str, methods: list[str], seed: int, episodes: int, target: Any = "action") -> str:
@@ -123,7 +82,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     from fls.evaluation.runner import acting_epsilon
 
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
-    out = output_dir(s.out, loaded, "videos")
+    out = output_dir(s.out, loaded.run_dir, loaded.checkpoint, "videos")
     stem = video_stem(loaded.checkpoint.stem, loaded.game, list(methods), int(s.seed), int(s.episodes), s.target)
     path = out / f"{stem}.{s.format}"
     settings = video_settings(cfg, loaded, list(methods), epsilon)

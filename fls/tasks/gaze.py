@@ -11,12 +11,12 @@ import torch
 from omegaconf import DictConfig
 
 from fls.errors import ConfigError
-from fls.evaluation.video_task import output_dir, saliency_methods, saliency_target
 from fls.locks import LOCK_FILE, hold, remove_orphans
-from fls.rundir import atomic_write_json, make_dirs, refuse_other_results
+from fls.rundir import atomic_write_json, make_dirs, output_dir, refuse_other_results
+from fls.saliency.settings import saliency_methods, saliency_target
 
 if TYPE_CHECKING:
-    from fls.evaluation.loading import Loaded
+    from fls.agents.loading import Loaded
 
 
 def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
@@ -31,7 +31,11 @@ def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
     methods = saliency_methods(cfg, loaded)
     target = saliency_target(cfg)
     settings = gaze_settings(cfg, loaded, game, [t.name for t in trials], list(methods))
-    folder = output_dir(g.out, loaded, "gaze") if g.out else output_dir(None, loaded, "gaze") / gaze_folder(settings)
+    folder = (
+        output_dir(g.out, loaded.run_dir, loaded.checkpoint, "gaze")
+        if g.out
+        else output_dir(None, loaded.run_dir, loaded.checkpoint, "gaze") / gaze_folder(settings)
+    )
     out = make_dirs(folder)
     with hold(out / LOCK_FILE, f"gaze results in {out}"):  # one writer per results folder
         remove_orphans(out)

@@ -11,8 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from fls.agents.loading import evaluation_config, load
 from fls.evaluation.episodes import evaluate_episodes, evaluation_dir
-from fls.evaluation.loading import evaluation_config, load
 from fls.rundir import FINAL_MODEL
 
 
@@ -46,7 +46,7 @@ def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         if stats is not None:
             stats = {**stats, "seed": seed, "records": str(evaluation_dir(eval_cfg, run_dir / FINAL_MODEL, run_dir))}
     if after.video:
-        from fls.evaluation.video_task import saliency_video
+        from fls.tasks.video import saliency_video
 
         video_cfg = evaluation_config(
             **common, **{"saliency.methods": list(after.video_methods), "saliency.max_steps": int(after.video_steps)}
