@@ -14,7 +14,7 @@ from fls.evaluation.records import EpisodeLog, records_path, scan_records, shard
 from fls.evaluation.runner import acting_epsilon, run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.locks import hold, remove_orphans
-from fls.rundir import CONFIG_FILE, make_dirs
+from fls.rundir import CONFIG_FILE, evaluation_dir, make_dirs
 from fls.runtime import StopSignals
 
 SUMMARY_LOCK = ".summary.lock"
@@ -44,15 +44,6 @@ def check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
         )
 
 
-def evaluation_dir(cfg: DictConfig, checkpoint: Path, run_dir: Path | None) -> Path:
-    """Where a checkpoint's evaluation lives: eval.out, else <run>/eval/<checkpoint>, else <checkpoint>_eval."""
-    if cfg.eval.out:
-        return Path(str(cfg.eval.out)).expanduser().resolve()
-    if run_dir is not None:
-        return run_dir / "eval" / checkpoint.stem
-    return checkpoint.parent / f"{checkpoint.stem}_eval"
-
-
 def _setting(cfg: DictConfig) -> dict[str, Any]:
     ev = cfg.eval
     for key in ("episodes", "num_envs", "seed", "shard", "num_shards", "histogram_bins"):
@@ -75,7 +66,7 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
     max_steps = int(ev["max_episode_steps"] or spec.eval_max_episode_steps)
     epsilon = acting_epsilon(agent, bool(ev["deterministic"]), ev.get("epsilon"))
 
-    out_dir = evaluation_dir(cfg, checkpoint, run_dir)
+    out_dir = evaluation_dir(run_dir, checkpoint, cfg.eval.out)
     meta = {
         "checkpoint": str(checkpoint),
         "digest": agent.digest,

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from fls.evaluation.records import Episode
-from fls.rundir import atomic_path, atomic_write_json, atomic_write_text
+from fls.rundir import SUMMARY_FILE, atomic_path, atomic_write_json, atomic_write_text
 
 WANDB_ID_FILE = "wandb_id"  # the evaluation's W&B run id, beside its records
 
@@ -83,7 +83,7 @@ def write_summary(out_dir: Path, episodes: Sequence[Episode], meta: dict[str, An
     """summary.json, summary.md and histogram.png in ``out_dir``; returns the statistics."""
     episodes = sorted(episodes, key=lambda e: e.index)
     stats = statistics(episodes)
-    atomic_write_json(out_dir / "summary.json", {**meta, **stats})
+    atomic_write_json(out_dir / SUMMARY_FILE, {**meta, **stats})
     atomic_write_text(out_dir / "summary.md", markdown(stats, meta))
     histogram(episodes, out_dir / "histogram.png", f"{meta.get('game')}: {stats['episodes']} episodes", bins)
     return stats

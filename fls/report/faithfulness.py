@@ -25,7 +25,7 @@ from fls.report.runs import (
     label_order,
     numbers_differ,
 )
-from fls.rundir import atomic_write_text
+from fls.rundir import SUMMARY_FILE, atomic_write_text, evaluation_dir, faithfulness_root
 from fls.tables import csv_text
 
 METRICS = ("deletion_auc", "insertion_auc", "deletion_same_auc", "insertion_same_auc", "full_spearman")
@@ -52,9 +52,9 @@ def read_faithfulness(run_dir: Path, checkpoint: str | None = None) -> list[tupl
     stem = checkpoint or evaluated_checkpoint(run_dir)
     if stem is None:
         return []
-    root = run_dir / "eval" / stem / "faithfulness"
+    root = faithfulness_root(evaluation_dir(run_dir, stem))
     found = []
-    for path in [*sorted(root.glob("*/summary.json")), root / "summary.json"]:  # the last: results before 2026-12
+    for path in [*sorted(root.glob(f"*/{SUMMARY_FILE}")), root / SUMMARY_FILE]:  # the last: results before 2026-12
         try:
             summary = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):

@@ -43,7 +43,7 @@ from fls.report.tables import (
     saliency_markdown,
     scores_markdown,
 )
-from fls.rundir import atomic_write_text
+from fls.rundir import atomic_write_text, report_dir
 from fls.tables import csv_text
 
 __all__ = ["log_report", "make_report", "parameter_table", "write_report"]
@@ -142,7 +142,7 @@ def make_report(cfg: DictConfig) -> Path:
     if configured:
         out_dir = Path(str(configured)).expanduser().resolve()
     elif sweep_dir is not None:
-        out_dir = sweep_dir / "report"
+        out_dir = report_dir(sweep_dir)
     else:
         out_dir = _output_folder()
         print(f"report of {len(runs)} runs: writing to {out_dir} (report.out=<dir> chooses the folder)")

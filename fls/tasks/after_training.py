@@ -12,8 +12,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from fls.agents.loading import evaluation_config, load
-from fls.evaluation.episodes import evaluate_episodes, evaluation_dir
-from fls.rundir import FINAL_MODEL
+from fls.evaluation.episodes import evaluate_episodes
+from fls.rundir import FINAL_MODEL, evaluation_dir
 
 
 def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -40,11 +40,15 @@ def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         if after.get("eval_seed") is not None and int(after.eval_seed) != seed:
             seed = int(after.eval_seed)
             settings["eval.seed"] = seed
-            settings["eval.out"] = str(run_dir / "eval" / f"{Path(FINAL_MODEL).stem}_seed{seed}")
+            settings["eval.out"] = str(evaluation_dir(run_dir, f"{Path(FINAL_MODEL).stem}_seed{seed}"))
         eval_cfg = evaluation_config(**common, **settings)
         stats = evaluate_episodes(eval_cfg)
         if stats is not None:
-            stats = {**stats, "seed": seed, "records": str(evaluation_dir(eval_cfg, run_dir / FINAL_MODEL, run_dir))}
+            stats = {
+                **stats,
+                "seed": seed,
+                "records": str(evaluation_dir(run_dir, run_dir / FINAL_MODEL, eval_cfg.eval.out)),
+            }
     if after.video:
         from fls.tasks.video import saliency_video
 

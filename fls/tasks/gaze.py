@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from fls.errors import ConfigError
 from fls.locks import LOCK_FILE, hold, remove_orphans
-from fls.rundir import atomic_write_json, make_dirs, output_dir, refuse_other_results
+from fls.rundir import SUMMARY_FILE, atomic_write_json, gaze_dir, make_dirs, refuse_other_results
 from fls.saliency.settings import saliency_methods, saliency_target
 
 if TYPE_CHECKING:
@@ -31,12 +31,7 @@ def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
     methods = saliency_methods(cfg, loaded)
     target = saliency_target(cfg)
     settings = gaze_settings(cfg, loaded, game, [t.name for t in trials], list(methods))
-    folder = (
-        output_dir(g.out, loaded.run_dir, loaded.checkpoint, "gaze")
-        if g.out
-        else output_dir(None, loaded.run_dir, loaded.checkpoint, "gaze") / gaze_folder(settings)
-    )
-    out = make_dirs(folder)
+    out = make_dirs(gaze_dir(g.out, loaded.run_dir, loaded.checkpoint, game, list(methods)))
     with hold(out / LOCK_FILE, f"gaze results in {out}"):  # one writer per results folder
         remove_orphans(out)
         refuse_other_results(out, settings, "gaze", recorded=lambda summary: summary.get("settings"))
@@ -62,12 +57,6 @@ def gaze_settings(cfg: DictConfig, loaded: Loaded, game: str, trials: list[str],
         "seed": int(g.seed),
         "kl_eps": float(g.kl_eps),
     }
-
-
-def gaze_folder(settings: dict[str, Any]) -> str:
-    """The default folder below <run>/gaze/, named by what it scores so that another checkpoint, game or set of
-    methods never replaces it: ``final_model_Breakout_attention-gradcam``."""
-    return f"{settings['checkpoint']}_{settings['game']}_{'-'.join(settings['methods'])}"
 
 
 def check_usable_gaze(trials: list, results: Any) -> None:
@@ -120,7 +109,7 @@ def _score_and_write(
     results.write_markdown(out / "summary.md")
     summary = results.summary()
     record = {"checkpoint": str(loaded.checkpoint), "game": game, "settings": settings, **summary}
-    atomic_write_json(out / "summary.json", record)
+    atomic_write_json(out / SUMMARY_FILE, record)
     print(results.to_markdown())
     print(f"per-frame metrics and summary in {out}")
     if cfg.logger.wandb.mode != "disabled":

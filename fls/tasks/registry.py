@@ -8,7 +8,8 @@ from omegaconf import DictConfig
 from fls.agents.agent import resolve_checkpoint
 from fls.agents.loading import load, zoo_model
 from fls.errors import ConfigError
-from fls.evaluation.episodes import evaluate_episodes, evaluation_dir, merge
+from fls.evaluation.episodes import evaluate_episodes, merge
+from fls.rundir import evaluation_dir
 
 TASKS = ("episodes", "merge", "video", "gaze", "report", "faithfulness", "tree")
 
@@ -41,4 +42,4 @@ def main(cfg: DictConfig) -> None:
         make_report(cfg)  # a report reads many runs (sweep=), not the one agent load() resolves
     else:
         checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint, zoo_model(cfg))
-        merge(evaluation_dir(cfg, checkpoint, run_dir), cfg)
+        merge(evaluation_dir(run_dir, checkpoint, cfg.eval.out), cfg)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, ListConfig
 
 from fls.errors import ConfigError
-from fls.rundir import atomic_write_json, output_dir
+from fls.rundir import atomic_write_json, trees_dir
 from fls.saliency.settings import saliency_target
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     target = saliency_target(cfg)
     explain_taken = isinstance(target, str) and target == "action"
     seed, episodes = int(s.seed), int(s.episodes)
-    out = output_dir(t.out, loaded.run_dir, loaded.checkpoint, "trees")
+    out = trees_dir(t.out, loaded.run_dir, loaded.checkpoint)
     stem = f"{loaded.checkpoint.stem}_{loaded.game}_seed{seed}"
     wanted = set(steps)
     written: list[tuple[str, Path, Path]] = []

@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from fls.errors import ConfigError
 from fls.locks import hold
-from fls.rundir import atomic_write_json, make_dirs, output_dir, settings_differ
+from fls.rundir import atomic_write_json, make_dirs, settings_differ, videos_dir
 from fls.saliency.settings import saliency_methods, saliency_target
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     from fls.evaluation.runner import acting_epsilon
 
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
-    out = output_dir(s.out, loaded.run_dir, loaded.checkpoint, "videos")
+    out = videos_dir(s.out, loaded.run_dir, loaded.checkpoint)
     stem = video_stem(loaded.checkpoint.stem, loaded.game, list(methods), int(s.seed), int(s.episodes), s.target)
     path = out / f"{stem}.{s.format}"
     settings = video_settings(cfg, loaded, list(methods), epsilon)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fls.gaze.baselines import CENTER_PRIOR, RANDOM
-from fls.rundir import atomic_path, atomic_write_json, atomic_write_text
+from fls.rundir import SUMMARY_FILE, atomic_path, atomic_write_json, atomic_write_text
 from fls.saliency.metrics.faithfulness import BASELINE_ORDERS, CURVES, Curves, DrawnFrames
 from fls.tables import csv_text
 
@@ -272,7 +272,7 @@ def write_outputs(result: FaithfulnessResult, setting: Mapping[str, Any], out: P
     atomic_write_text(out / "faithfulness.md", faithfulness_markdown(result, setting))
     summary = {**setting, "results": result.summary(), "sanity": result.sanity_summary()}
     summary["sanity_steps"] = result.sanity_steps()
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     plot_curves(result, "deletion", out / "deletion.png")
     plot_curves(result, "insertion", out / "insertion.png")
     if result.sanity:
