@@ -101,30 +101,21 @@ def log_to_wandb(
 ) -> None:
     """The summary, a per-episode table and the histogram as a W&B run (offline by default); the run's id is kept
     in ``out_dir/wandb_id`` so that summarising the same evaluation again continues that run."""
-    if mode == "disabled":
-        return
-    from fls.logging import init_wandb_once
+    from fls.logging import publish_to_wandb
 
-    run = init_wandb_once(
-        out_dir / WANDB_ID_FILE,
+    columns = ["index", "seed", "game", "score", "length", "truncated"]
+    rows = [[e.index, e.seed, e.game, e.score, e.length, e.truncated] for e in sorted(episodes, key=lambda e: e.index)]
+    publish_to_wandb(
         out_dir,
+        name=name,
         mode=mode,
         project=project,
-        name=name,
-        config=meta,
-        group=group,
-        tags=[f"env:{meta.get('game')}", "eval"],
         job_type="eval",
+        config=meta,
+        tags=[f"env:{meta.get('game')}", "eval"],
+        group=group,
+        files={"eval/histogram": out_dir / "histogram.png"},
+        tables={"eval/episodes": (columns, rows)},
+        summary={f"eval/{k}": v for k, v in stats.items() if isinstance(v, (int, float))},
+        id_file=out_dir / WANDB_ID_FILE,
     )
-    import wandb
-
-    def by_index(episode: Episode) -> int:
-        return episode.index
-
-    table = wandb.Table(
-        columns=["index", "seed", "game", "score", "length", "truncated"],
-        data=[[e.index, e.seed, e.game, e.score, e.length, e.truncated] for e in sorted(episodes, key=by_index)],
-    )
-    run.log({"eval/episodes": table, "eval/histogram": wandb.Image(str(out_dir / "histogram.png"))})
-    run.summary.update({f"eval/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
-    run.finish()

@@ -76,37 +76,28 @@ def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
 
 def log_report(report: Report, files: Mapping[str, Path], *, mode: str, project: str, group: str | None) -> None:
     """The report as a W&B run (job_type=report): scores, saliency and run tables and the reward-curve figure."""
-    if mode == "disabled":
-        return
-    import wandb
+    from fls.logging import publish_to_wandb
 
-    from fls.logging import init_wandb
+    def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> tuple[Sequence[str], list[list[Any]]]:
+        return columns, [[row.get(c) for c in columns] for row in rows]
 
-    out_dir = files["report_md"].parent
-    run = init_wandb(
-        out_dir,
+    publish_to_wandb(
+        files["report_md"].parent,
+        name=f"report-{report.title.removeprefix('Report: ')}",
         mode=mode,
         project=project,
-        name=f"report-{report.title.removeprefix('Report: ')}",
-        config={"runs": [str(r.path) for r in report.runs], "checkpoint": report.checkpoint, "ddof": report.ddof},
-        group=group,
-        tags=["report"],
         job_type="report",
-    )
-
-    def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
-        return wandb.Table(columns=list(columns), data=[[row.get(c) for c in columns] for row in rows])
-
-    run.log(
-        {
+        config={"runs": [str(r.path) for r in report.runs], "checkpoint": report.checkpoint, "ddof": report.ddof},
+        tags=["report"],
+        group=group,
+        files={"report/reward_curves": files["png"]},
+        tables={
             "report/scores": table(report.scores, SCORE_COLUMNS),
             "report/saliency": table(report.saliency, SALIENCY_COLUMNS),
             "report/runs": table(report.status, STATUS_COLUMNS),
-            "report/reward_curves": wandb.Image(str(files["png"])),
-        }
+        },
+        summary={"report/runs": len(report.runs), "report/missing": len(report.missing)},
     )
-    run.summary.update({"report/runs": len(report.runs), "report/missing": len(report.missing)})
-    run.finish()
 
 
 def _settings(cfg: DictConfig) -> tuple[str | None, str, int, int]:

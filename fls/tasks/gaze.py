@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 
 from fls.errors import ConfigError
 from fls.locks import LOCK_FILE, hold, remove_orphans
+from fls.logging import publish_to_wandb
 from fls.rundir import SUMMARY_FILE, atomic_write_json, gaze_dir, make_dirs, refuse_other_results
 from fls.saliency.settings import saliency_methods, saliency_target
 
@@ -112,31 +113,24 @@ def _score_and_write(
     atomic_write_json(out / SUMMARY_FILE, record)
     print(results.to_markdown())
     print(f"per-frame metrics and summary in {out}")
-    if cfg.logger.wandb.mode != "disabled":
-        import wandb
+    from fls.gaze.scoring import METRICS
 
-        from fls.logging import init_wandb
-
-        run = init_wandb(
-            out,
-            mode=str(cfg.logger.wandb.mode),
-            project=str(cfg.logger.wandb.project),
-            name=f"gaze-{game}-{loaded.checkpoint.stem}",
-            config=settings,
-            tags=[f"env:{game}", "gaze"],
-            job_type="gaze",
-        )
-        from fls.gaze.scoring import METRICS
-
-        rows = []
-        for (game_name, method), values in results.table().items():
-            for metric, column in zip(METRICS, values.T, strict=True):
-                finite = column[np.isfinite(column)]
-                mean = float(finite.mean()) if len(finite) else float("nan")
-                std = float(finite.std()) if len(finite) else float("nan")
-                rows.append([game_name, method, metric, mean, std, len(finite)])
-        columns = ["game", "method", "metric", "mean", "std", "frames"]
-        run.log({"gaze/table": wandb.Table(columns=columns, data=rows)})
-        run.summary.update(summary)
-        run.finish()
+    rows = []
+    for (game_name, method), values in results.table().items():
+        for metric, column in zip(METRICS, values.T, strict=True):
+            finite = column[np.isfinite(column)]
+            mean = float(finite.mean()) if len(finite) else float("nan")
+            std = float(finite.std()) if len(finite) else float("nan")
+            rows.append([game_name, method, metric, mean, std, len(finite)])
+    publish_to_wandb(
+        out,
+        name=f"gaze-{game}-{loaded.checkpoint.stem}",
+        mode=str(cfg.logger.wandb.mode),
+        project=str(cfg.logger.wandb.project),
+        job_type="gaze",
+        config=settings,
+        tags=[f"env:{game}", "gaze"],
+        tables={"gaze/table": (["game", "method", "metric", "mean", "std", "frames"], rows)},
+        summary=summary,
+    )
     return out

@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from fls.errors import ConfigError
 from fls.locks import hold
+from fls.logging import publish_to_wandb
 from fls.rundir import atomic_write_json, make_dirs, settings_differ, videos_dir
 from fls.saliency.settings import saliency_methods, saliency_target
 
@@ -112,26 +113,20 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     scores = ", ".join(f"{e.score:g} in {e.length} steps{'' if e.finished else ' (cut)'}" for e in recording.episodes)
     acting = "" if epsilon is None else f", ε-greedy ε={epsilon:g}"
     print(f"{loaded.game} video with {', '.join(methods)}: {path} (score {scores}{acting})")
-    if cfg.logger.wandb.mode != "disabled":
-        import wandb
-
-        from fls.logging import init_wandb_once
-
-        run = init_wandb_once(
-            out / f"{stem}.wandb_id",  # rendering the same video again continues its W&B run
-            out,
-            mode=str(cfg.logger.wandb.mode),
-            project=str(cfg.logger.wandb.project),
-            name=f"video-{loaded.game}-{stem}",
-            config={
-                "checkpoint": str(loaded.checkpoint),
-                "methods": list(methods),
-                "seed": int(s.seed),
-                "epsilon": epsilon,
-            },
-            tags=[f"env:{loaded.game}", "saliency"],
-            job_type="saliency",
-        )
-        run.log({"saliency/video": wandb.Video(str(path), format=str(s.format))})
-        run.finish()
+    publish_to_wandb(
+        out,
+        name=f"video-{loaded.game}-{stem}",
+        mode=str(cfg.logger.wandb.mode),
+        project=str(cfg.logger.wandb.project),
+        job_type="saliency",
+        config={
+            "checkpoint": str(loaded.checkpoint),
+            "methods": list(methods),
+            "seed": int(s.seed),
+            "epsilon": epsilon,
+        },
+        tags=[f"env:{loaded.game}", "saliency"],
+        files={"saliency/video": path},
+        id_file=out / f"{stem}.wandb_id",  # rendering the same video again continues its W&B run
+    )
     return path

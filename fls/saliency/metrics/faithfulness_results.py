@@ -282,26 +282,12 @@ def write_outputs(result: FaithfulnessResult, setting: Mapping[str, Any], out: P
 
 def log_to_wandb(result: FaithfulnessResult, setting: Mapping[str, Any], out: Path, *, mode: str, project: str) -> None:
     """The AUC and sanity tables and the three figures as a W&B run (job_type=faithfulness)."""
-    import wandb
+    from fls.logging import publish_to_wandb
 
-    from fls.logging import init_wandb
-
-    run = init_wandb(
-        out,
-        mode=mode,
-        project=project,
-        name=f"faithfulness-{setting['game']}-{Path(str(setting['checkpoint'])).stem}",
-        config={k: v for k, v in setting.items() if k not in ("percents", "baseline_text")},
-        tags=[f"env:{setting['game']}", "faithfulness"],
-        job_type="faithfulness",
-    )
     columns = ["method", "kind", "deletion_auc", "deletion_auc_std", "insertion_auc", "insertion_auc_std", "frames"]
     rows = [[name, *(row[c] for c in columns[1:])] for name, row in result.summary().items()]
-    logged: dict[str, Any] = {
-        "faithfulness/table": wandb.Table(columns=columns, data=rows),
-        "faithfulness/deletion": wandb.Image(str(out / "deletion.png")),
-        "faithfulness/insertion": wandb.Image(str(out / "insertion.png")),
-    }
+    tables: dict[str, tuple[list[str], list[list[Any]]]] = {"faithfulness/table": (columns, rows)}
+    files = {"faithfulness/deletion": out / "deletion.png", "faithfulness/insertion": out / "insertion.png"}
     if result.sanity:
         sanity_rows = [
             [method, step, v["spearman"], v["spearman_std"], v["ssim"], v["ssim_std"], v["undefined"]]
@@ -309,14 +295,21 @@ def log_to_wandb(result: FaithfulnessResult, setting: Mapping[str, Any], out: Pa
             for step, v in by_step.items()
         ]
         sanity_columns = ["method", "step", "spearman", "spearman_std", "ssim", "ssim_std", "undefined"]
-        logged["faithfulness/sanity_table"] = wandb.Table(columns=sanity_columns, data=sanity_rows)
-        logged["faithfulness/sanity"] = wandb.Image(str(out / "sanity.png"))
-    run.log(logged)
-    run.summary.update(
-        {
+        tables["faithfulness/sanity_table"] = (sanity_columns, sanity_rows)
+        files["faithfulness/sanity"] = out / "sanity.png"
+    publish_to_wandb(
+        out,
+        name=f"faithfulness-{setting['game']}-{Path(str(setting['checkpoint'])).stem}",
+        mode=mode,
+        project=project,
+        job_type="faithfulness",
+        config={k: v for k, v in setting.items() if k not in ("percents", "baseline_text")},
+        tags=[f"env:{setting['game']}", "faithfulness"],
+        files=files,
+        tables=tables,
+        summary={
             f"faithfulness/{name}/{key}": row[key]
             for name, row in result.summary().items()
             for key in ("deletion_auc", "insertion_auc")
-        }
+        },
     )
-    run.finish()
