@@ -62,3 +62,16 @@ def test_no_other_module_spells_a_folder_of_the_run() -> None:
                     if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and "summary.json" in arg.value:
                         spelled.append(f"{path.name}:{node.lineno} {arg.value}")
     assert not spelled
+
+
+def test_markdown_tables_have_one_renderer() -> None:
+    from fls.tables import markdown_table
+
+    assert markdown_table(["a", "b", "c"], [[1, "x", 2.5]], "lr") == "| a | b | c |\n|---|---:|---|\n| 1 | x | 2.5 |"
+    assert markdown_table(["a"], []) == "| a |\n|---|"
+    rules = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("|---"):
+                rules.append(f"{path.name}:{node.lineno}")
+    assert not rules, "build markdown tables with fls.tables.markdown_table"

@@ -11,6 +11,7 @@ import numpy as np
 
 from fls.evaluation.records import Episode
 from fls.rundir import SUMMARY_FILE, atomic_path, atomic_write_json, atomic_write_text
+from fls.tables import markdown_table
 
 WANDB_ID_FILE = "wandb_id"  # the evaluation's W&B run id, beside its records
 
@@ -45,15 +46,13 @@ def markdown(stats: dict[str, Any], meta: dict[str, Any]) -> str:
         f" {'greedy' if meta.get('deterministic') else 'sampled'} actions, time limit {meta.get('max_episode_steps')} "
         f"agent steps, checkpoint sha256 {meta.get('digest')}.",
         "",
-        "| episodes | mean | std | 95% CI of the mean | median | min | max | mean length | time-limited |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
     ci = stats["ci95"]
     ci_text = f"{ci[0]:.1f} – {ci[1]:.1f}" if ci else "–"
-    lines.append(
-        f"| {stats['episodes']} | {stats['mean']:.1f} | {stats['std']:.1f} | {ci_text} | {stats['median']:.1f} "
-        f"| {stats['min']:.0f} | {stats['max']:.0f} | {stats['mean_length']:.0f} | {stats['truncated']} |"
-    )
+    columns = ["episodes", "mean", "std", "95% CI of the mean", "median", "min", "max", "mean length", "time-limited"]
+    row = [stats["episodes"], f"{stats['mean']:.1f}", f"{stats['std']:.1f}", ci_text, f"{stats['median']:.1f}"]
+    row += [f"{stats['min']:.0f}", f"{stats['max']:.0f}", f"{stats['mean_length']:.0f}", stats["truncated"]]
+    lines.append(markdown_table(columns, [row]))
     return "\n".join(lines) + "\n"
 
 

@@ -26,7 +26,7 @@ from fls.report.runs import (
     numbers_differ,
 )
 from fls.rundir import SUMMARY_FILE, atomic_write_text, evaluation_dir, faithfulness_root
-from fls.tables import csv_text
+from fls.tables import csv_text, markdown_table
 
 METRICS = ("deletion_auc", "insertion_auc", "deletion_same_auc", "insertion_same_auc", "full_spearman")
 LABELS = {"deletion_auc": "Deletion AUC ↓", "insertion_auc": "Insertion AUC ↑", "full_spearman": "ρ random net ↓"}
@@ -135,18 +135,13 @@ def faithfulness_markdown(rows: Sequence[dict[str, Any]], ddof: int, notes: Sequ
             "`python evaluate.py task=faithfulness run=<run dir> saliency=[attention,gradcam,gradient]`.\n"
         )
     shown = ("deletion_auc", "insertion_auc", "full_spearman")
-    lines = [
-        "| Game | Model | Baseline | Method | " + " | ".join(LABELS[m] for m in shown) + " | Seeds | Frames |",
-        "|---|---|---|---|" + "---:|" * (len(shown) + 2),
-    ]
+    table = []
     for row in rows:
         cells = ["–" if not math.isfinite(row[m]) else f"{row[m]:.3f} ± {row[f'{m}_std']:.3f}" for m in shown]
         method = BASELINE_LABELS.get(row["method"], row["method"]) if row["kind"] == "baseline" else row["method"]
-        lines.append(
-            f"| {row['game']} | {row['label']} | {row['baseline']} | {method} | "
-            + " | ".join(cells)
-            + f" | {row['seeds']} | {row['frames']} |"
-        )
+        table.append([row["game"], row["label"], row["baseline"], method, *cells, row["seeds"], row["frames"]])
+    columns = ["Game", "Model", "Baseline", "Method", *(LABELS[m] for m in shown), "Seeds", "Frames"]
+    lines = [markdown_table(columns, table, "llll" + "r" * (len(shown) + 2))]
     lines += [
         "",
         "AUC of the probability of the action the policy prefers as pixels are removed (deletion) or restored "

@@ -44,7 +44,7 @@ from fls.report.tables import (
     scores_markdown,
 )
 from fls.rundir import atomic_write_text, report_dir
-from fls.tables import csv_text
+from fls.tables import csv_text, markdown_table
 
 __all__ = ["log_report", "make_report", "parameter_table", "write_report"]
 
@@ -191,11 +191,11 @@ def parameter_table(actions: Sequence[int] = (4, 18)) -> str:
     from fls.models import MODELS, build_policy, count_parameters
 
     observation = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    header = " | ".join(f"params ({n} actions)" for n in actions)
-    lines = [f"| `model=` | what it is | {header} |", "|---|---|" + "---:|" * len(actions)]
+    rows = []
     for name, spec in MODELS.items():
         cfg = _model_config(name)
         with torch.device("meta"):
             counts = [count_parameters(build_policy(cfg, observation, gym.spaces.Discrete(n))) for n in actions]
-        lines.append(f"| `{name}` | {spec.description} | " + " | ".join(f"{c:,}" for c in counts) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append([f"`{name}`", spec.description, *(f"{c:,}" for c in counts)])
+    columns = ["`model=`", "what it is", *(f"params ({n} actions)" for n in actions)]
+    return markdown_table(columns, rows, "ll" + "r" * len(actions)) + "\n"

@@ -28,6 +28,7 @@ from fls.report.runs import (
     read_run_gaze,
 )
 from fls.rundir import FINAL_MODEL
+from fls.tables import markdown_table
 
 _GAZE_LABELS = {"nss": "NSS ↑", "kl": "KL ↓", "sauc": "sAUC ↑", "cc": "CC ↑"}
 
@@ -258,8 +259,7 @@ def scores_markdown(report: Report) -> str:
     cells = {(r["game"], r["label"]): r for r in report.scores}
     shapes = {(r["seeds"], r["episodes_per_seed_min"], r["episodes_per_seed_max"]) for r in report.scores}
     uniform = len(shapes) == 1
-    header = " | ".join(f"{label} | seed std" for label in labels)
-    lines = [f"| Game | {header} |", "|---|" + "---:|---:|" * len(labels)]
+    rows = []
     for game in games:
         row = []
         for label in labels:
@@ -272,7 +272,9 @@ def scores_markdown(report: Report) -> str:
                 episodes = _episodes_text(cell["episodes_per_seed_min"], cell["episodes_per_seed_max"])
                 text += f" ({cell['seeds']} seeds × {episodes} ep.)"
             row += [text, f"{cell['seed_std']:.1f}"]
-        lines.append(f"| {game} | " + " | ".join(row) + " |")
+        rows.append([game, *row])
+    columns = ["Game", *(column for label in labels for column in (label, "seed std"))]
+    lines = [markdown_table(columns, rows, "l" + "r" * 2 * len(labels))]
     which = f"`{report.checkpoint}`" if report.checkpoint else "the final model (else the newest checkpoint)"
     if uniform:
         seeds, low, high = shapes.pop()
@@ -295,21 +297,16 @@ def saliency_markdown(report: Report) -> str:
             "No gaze results in any run: score them with "
             "`python evaluate.py task=gaze run=<run dir> gaze.data=<Atari-HEAD dir>`.\n"
         )
-    lines = [
-        "| Game | Model | Method | " + " | ".join(_GAZE_LABELS[m] for m in GAZE_METRICS) + " | Seeds | Frames |",
-        "|---|---|---|" + "---:|" * (len(GAZE_METRICS) + 2),
-    ]
+    rows = []
     dropped = False
     for row in report.saliency:
         cells = ["n/a" if not math.isfinite(row[m]) else f"{row[m]:.3f} ± {row[f'{m}_std']:.3f}" for m in GAZE_METRICS]
         if row["kl_dropped_frames"]:
             cells[GAZE_METRICS.index("kl")] += f" (without {row['kl_dropped_frames']} frames)"
             dropped = True
-        lines.append(
-            f"| {row['game']} | {row['label']} | {row['method']} | "
-            + " | ".join(cells)
-            + f" | {row['seeds']} | {row['frames']} |"
-        )
+        rows.append([row["game"], row["label"], row["method"], *cells, row["seeds"], row["frames"]])
+    columns = ["Game", "Model", "Method", *(_GAZE_LABELS[m] for m in GAZE_METRICS), "Seeds", "Frames"]
+    lines = [markdown_table(columns, rows, "lll" + "r" * (len(GAZE_METRICS) + 2))]
     lines += [
         "",
         "Each run's metric is its mean over frames (Atari-HEAD network inputs with fixations); cells are the mean "
@@ -333,11 +330,12 @@ def missing_markdown(report: Report) -> str:
     lines = [
         f"{len(missing)} of {len(report.status)} runs lack something:",
         "",
-        "| Run | Model | Game | Seed | Missing |",
-        "|---|---|---|---:|---|",
+        markdown_table(
+            ["Run", "Model", "Game", "Seed", "Missing"],
+            [[f"`{row['run']}`", row["label"], row["game"], row["seed"], row["missing"]] for row in missing],
+            "lllrl",
+        ),
     ]
-    for row in missing:
-        lines.append(f"| `{row['run']}` | {row['label']} | {row['game']} | {row['seed']} | {row['missing']} |")
     no_eval = [row["path"] for row in missing if "evaluation" in row["missing"]]
     if no_eval:
         lines += ["", "Evaluate them with `python evaluate.py run=<run dir>`, for example:", ""]

@@ -17,7 +17,7 @@ import numpy as np
 from fls.gaze.baselines import CENTER_PRIOR, RANDOM
 from fls.rundir import SUMMARY_FILE, atomic_path, atomic_write_json, atomic_write_text
 from fls.saliency.metrics.faithfulness import BASELINE_ORDERS, CURVES, Curves, DrawnFrames
-from fls.tables import csv_text
+from fls.tables import csv_text, markdown_table
 
 if TYPE_CHECKING:
     from fls.saliency.metrics.sanity import SanityResult
@@ -159,16 +159,17 @@ def faithfulness_markdown(result: FaithfulnessResult, setting: Mapping[str, Any]
         "100 % of the 84×84 pixels (all 4 stacked frames). AUC over the fraction of pixels of the probability of the "
         "action the policy prefers on the clean frame; mean ± std over frames.",
         "",
-        "| Method | Deletion AUC ↓ | Insertion AUC ↑ | Deletion, same action ↓ | Insertion, same action ↑ |",
-        "|---|---:|---:|---:|---:|",
     ]
+    table = []
     for name, row in summary.items():
         label = {RANDOM: "*random order*", CENTER_PRIOR: "*centre prior*"}.get(name, name)
         cells = [
             _fmt(row[k], row[f"{k}_std"])
             for k in ("deletion_auc", "insertion_auc", "deletion_same_auc", "insertion_same_auc")
         ]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        table.append([label, *cells])
+    columns = ["Method", "Deletion AUC ↓", "Insertion AUC ↑", "Deletion, same action ↓", "Insertion, same action ↑"]
+    lines.append(markdown_table(columns, table, "lrrrr"))
     lines += [
         "",
         "'Same action': area under the fraction of frames whose greedy action is still the explained one.",
@@ -177,8 +178,7 @@ def faithfulness_markdown(result: FaithfulnessResult, setting: Mapping[str, Any]
     if result.sanity:
         steps = result.sanity_steps()
         sanity = result.sanity_summary()
-        header = "| Method | " + " | ".join(step_label(s) for s in steps) + " |"
-        rule = "|---|" + "---:|" * len(steps)
+        columns, align = ["Method", *(step_label(s) for s in steps)], "l" + "r" * len(steps)
         lines += [
             "## Sanity checks (cascading randomisation)",
             "",
@@ -189,9 +189,8 @@ def faithfulness_markdown(result: FaithfulnessResult, setting: Mapping[str, Any]
             "",
             "Spearman rank correlation with the trained network's maps (mean ± std over frames):",
             "",
-            header,
-            rule,
         ]
+        spearman = []
         for method, by_step in sanity.items():
             cells = []
             for s in steps:
@@ -199,13 +198,11 @@ def faithfulness_markdown(result: FaithfulnessResult, setting: Mapping[str, Any]
                 if by_step[s]["undefined"]:
                     cell += f" ({by_step[s]['undefined']} constant)"
                 cells.append(cell)
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        lines += ["", "SSIM (Gaussian window 11, σ 1.5, maps in [0, 1]):", "", header, rule]
-        for method, by_step in sanity.items():
-            lines.append(
-                f"| {method} | " + " | ".join(_fmt(by_step[s]["ssim"], by_step[s]["ssim_std"]) for s in steps) + " |"
-            )
-        lines.append("")
+            spearman.append([method, *cells])
+        lines += [markdown_table(columns, spearman, align)]
+        lines += ["", "SSIM (Gaussian window 11, σ 1.5, maps in [0, 1]):", ""]
+        ssim = [[m, *(_fmt(by[s]["ssim"], by[s]["ssim_std"]) for s in steps)] for m, by in sanity.items()]
+        lines += [markdown_table(columns, ssim, align), ""]
     return "\n".join(lines)
 
 
