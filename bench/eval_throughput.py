@@ -22,12 +22,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, write_json  # noqa: E402
+from fls.agents.agent import load_agent  # noqa: E402
 from fls.envs import make_vec_env  # noqa: E402
-from fls.evaluation.agent import load_agent  # noqa: E402
 from fls.evaluation.runner import run_episodes  # noqa: E402
 from fls.models import policy_kwargs  # noqa: E402
 from fls.models.policy import FLSPolicy  # noqa: E402
 from fls.ppo import AttentionPPO  # noqa: E402
+from fls.tables import markdown_table  # noqa: E402
 
 
 def raw_rate(game: str, num_envs: int, steps: int) -> float:
@@ -96,15 +97,15 @@ def main() -> None:
 
     limit = raw_rate(args.game, args.num_envs, 8192)
     fls_rate, sb3_rate = fls_steps / fls_time, sb3_steps / sb3_time
-    rows = [
-        "| runner | episodes/s | agent steps/s | vs SB3 evaluate_policy | vs raw env stepping |",
-        "|---|---|---|---|---|",
-        f"| fls run_episodes ({args.num_envs} envs, batched) | {args.episodes / fls_time:.2f} | {fls_rate:.0f} "
-        f"| {fls_rate / sb3_rate:.2f}x | {fls_rate / limit:.0%} |",
-        f"| SB3 evaluate_policy (make_atari_env, {args.num_envs} envs) | {args.episodes / sb3_time:.2f} | "
-        f"{sb3_rate:.0f} | 1.00x | {sb3_rate / limit:.0%} |",
-        f"| native vector env, random actions (limit) | – | {limit:.0f} | – | 100% |",
+    columns = ["runner", "episodes/s", "agent steps/s", "vs SB3 evaluate_policy", "vs raw env stepping"]
+    table = [
+        [f"fls run_episodes ({args.num_envs} envs, batched)", f"{args.episodes / fls_time:.2f}", f"{fls_rate:.0f}"]
+        + [f"{fls_rate / sb3_rate:.2f}x", f"{fls_rate / limit:.0%}"],
+        [f"SB3 evaluate_policy (make_atari_env, {args.num_envs} envs)", f"{args.episodes / sb3_time:.2f}"]
+        + [f"{sb3_rate:.0f}", "1.00x", f"{sb3_rate / limit:.0%}"],
+        ["native vector env, random actions (limit)", "–", f"{limit:.0f}", "–", "100%"],
     ]
+    rows = [markdown_table(columns, table)]
     payload = {
         "benchmark": "eval_throughput",
         "machine": machine(),

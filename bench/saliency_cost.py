@@ -45,6 +45,7 @@ from fls.envs import make_vec_env  # noqa: E402
 from fls.models import build_policy  # noqa: E402
 from fls.saliency import METHODS, AttentionSaliency, get_method, policy_forward  # noqa: E402
 from fls.saliency.tree import attention_trees  # noqa: E402
+from fls.tables import markdown_table  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -193,20 +194,19 @@ def main() -> None:
         )
 
     memory_kind = "cuda max_memory_allocated" if device.type == "cuda" else "peak RSS increase (sampled)"
-    table = [
-        "| method | frames | ms / call | ms / frame | x forward | peak extra memory (MiB) | runs |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    cells = []
     for row in rows:
         row.setdefault("frames", args.batch)
         row["ms_per_batch"] = 1000 * row["seconds"]  # per call, of row["frames"] frames
         row["ms_per_frame"] = row["ms_per_batch"] / row["frames"]
         row["relative_to_forward"] = (row["seconds"] / row["frames"]) / (base["seconds"] / args.batch)
         row["peak_memory_mib"] = row["peak_bytes"] / 2**20
-        table.append(
-            f"| {row['method']} | {row['frames']} | {row['ms_per_batch']:.1f} | {row['ms_per_frame']:.2f} | "
-            f"{row['relative_to_forward']:.2f} | {row['peak_memory_mib']:.1f} | {row['runs']} |"
+        cells.append(
+            [row["method"], row["frames"], f"{row['ms_per_batch']:.1f}", f"{row['ms_per_frame']:.2f}"]
+            + [f"{row['relative_to_forward']:.2f}", f"{row['peak_memory_mib']:.1f}", row["runs"]]
         )
+    columns = ["method", "frames", "ms / call", "ms / frame", "x forward", "peak extra memory (MiB)", "runs"]
+    table = [markdown_table(columns, cells)]
     payload = {
         "benchmark": "saliency_cost",
         "machine": machine(),

@@ -30,6 +30,7 @@ from fls.envs import make_vec_env  # noqa: E402
 from fls.models import policy_kwargs  # noqa: E402
 from fls.models.policy import FLSPolicy  # noqa: E402
 from fls.ppo import AttentionPPO, LinearDecay  # noqa: E402
+from fls.tables import markdown_table  # noqa: E402
 
 NUM_ENVS = 8
 N_STEPS = 128
@@ -167,10 +168,7 @@ def main() -> None:
     }
 
     summary = []
-    rows = [
-        "| device | model | fls steps/s | SB3 steps/s | ratio | fls rollout / update s | SB3 rollout / update s |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    table = []
     for device in devices:
         for model_name in args.models:
             pick = {
@@ -188,11 +186,11 @@ def main() -> None:
             summary.append(
                 {"device": device, "model": model_name, "fls": med["fls"], "sb3": med["sb3"], "ratio": ratio}
             )
-            rows.append(
-                f"| {device} | {model_name} | {med['fls']['steps_per_s']:.0f} | {med['sb3']['steps_per_s']:.0f} "
-                f"| {ratio:.2f}x | {med['fls']['rollout_s_per_update']:.2f} / {med['fls']['update_s_per_update']:.2f} "
-                f"| {med['sb3']['rollout_s_per_update']:.2f} / {med['sb3']['update_s_per_update']:.2f} |"
-            )
+            split = {s: f"{med[s]['rollout_s_per_update']:.2f} / {med[s]['update_s_per_update']:.2f}" for s in med}
+            steps = [f"{med[s]['steps_per_s']:.0f}" for s in ("fls", "sb3")]
+            table.append([device, model_name, *steps, f"{ratio:.2f}x", split["fls"], split["sb3"]])
+    columns = ["device", "model", "fls steps/s", "SB3 steps/s", "ratio", "fls rollout / update s"]
+    rows = [markdown_table([*columns, "SB3 rollout / update s"], table)]
     rows.append(
         f"\nEnv stepping alone (random actions, {NUM_ENVS} envs): fls {env_rates['fls']:.0f} steps/s, "
         f"SB3 make_atari_env + VecFrameStack {env_rates['sb3']:.0f} steps/s "

@@ -17,7 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fls.evaluation.loading import evaluation_config, load  # noqa: E402
+from fls.agents.loading import evaluation_config, load  # noqa: E402
 from fls.saliency import METHODS, get_method  # noqa: E402
 from fls.saliency.video import overlay, play  # noqa: E402
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fls.evaluation.loading import evaluation_config, load  # noqa: E402
-from fls.evaluation.tree_task import attention_tree_task  # noqa: E402
+from fls.agents.loading import evaluation_config, load  # noqa: E402
+from fls.tasks.tree import attention_tree_task  # noqa: E402
 
 
 def main() -> None:

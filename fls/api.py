@@ -27,7 +27,7 @@ from fls.errors import ConfigError
 if TYPE_CHECKING:
     import torch
 
-    from fls.evaluation.agent import Agent
+    from fls.agents.agent import Agent
     from fls.evaluation.records import Episode
 
 DEFAULT_EVAL_SEED = 1000  # evaluate.py's eval.seed: episode seeds 1000.. (disjoint from training's seed + i)
@@ -60,14 +60,14 @@ def load(
         zoo_model: for an rl-zoo3 folder: ``"final"``, ``"best"`` or a checkpoint step.
 
     Returns:
-        The :class:`~fls.evaluation.agent.Agent`: ``.policy``, ``.game``, ``.algorithm``, ``.act(observations)``.
+        The :class:`~fls.agents.agent.Agent`: ``.policy``, ``.game``, ``.algorithm``, ``.act(observations)``.
 
     Raises:
         fls.FlsError: a missing or unsafe file, an unknown game, a model that does not fit the game.
     """
+    from fls.agents.agent import load_agent, resolve_checkpoint, run_game
     from fls.envs import get_game, make_vec_env
     from fls.envs.games import GAMES
-    from fls.evaluation.agent import load_agent, resolve_checkpoint, run_game
     from fls.runtime import resolve_device
 
     path = _path(source, "source")
@@ -215,8 +215,8 @@ def evaluate(
 
 
 def _check_seeds(agent: Agent, seed: int, num_envs: int) -> None:
+    from fls.agents.loading import evaluation_config
     from fls.evaluation.episodes import check_seeds
-    from fls.evaluation.loading import evaluation_config
 
     check_seeds(evaluation_config(**{"eval.seed": seed, "eval.num_envs": num_envs}), agent.run_dir)
 
@@ -224,8 +224,8 @@ def _check_seeds(agent: Agent, seed: int, num_envs: int) -> None:
 def _evaluate_to_folder(
     agent: Agent, episodes: int, num_envs: int, seed: int, greedy: bool, out: Path, progress: bool
 ) -> EvalResult:
+    from fls.agents.loading import evaluation_config
     from fls.evaluation.episodes import evaluate_episodes
-    from fls.evaluation.loading import evaluation_config
     from fls.evaluation.records import records_path, scan_records
 
     source = {"run": str(agent.run_dir)} if _is_run_source(agent) else {"checkpoint": str(agent.path)}
@@ -252,7 +252,7 @@ def _is_run_source(agent: Agent) -> bool:
     """Whether ``agent`` is its run directory's evaluated model (evaluate.py run=<dir> plays that file)."""
     if agent.run_dir is None:
         return False
-    from fls.evaluation.agent import resolve_checkpoint
+    from fls.agents.agent import resolve_checkpoint
 
     try:
         return resolve_checkpoint(str(agent.run_dir), None)[0] == agent.path

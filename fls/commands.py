@@ -17,7 +17,7 @@ def _train(cfg: Any) -> Any:
 
 
 def _evaluate(cfg: Any) -> Any:
-    from fls.evaluation.tasks import main
+    from fls.tasks.registry import main
 
     return main(cfg)
 

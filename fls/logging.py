@@ -155,6 +155,49 @@ def init_wandb_once(id_file: Path, run_dir: Path, **options: Any) -> Any:
     return run
 
 
+# how a published file is shown in W&B, by suffix
+_MEDIA = {".png": "Image", ".svg": "Image", ".html": "Html", ".mp4": "Video", ".gif": "Video"}
+
+
+def publish_to_wandb(
+    out_dir: Path,
+    *,
+    name: str,
+    mode: str,
+    project: str,
+    job_type: str,
+    config: Mapping[str, Any],
+    tags: Sequence[str] = (),
+    group: str | None = None,
+    files: Mapping[str, Path] | None = None,
+    tables: Mapping[str, tuple[Sequence[str], Sequence[Sequence[Any]]]] | None = None,
+    summary: Mapping[str, Any] | None = None,
+    id_file: Path | None = None,
+) -> None:
+    """Publish an output folder as one W&B run (stored under ``out_dir/wandb``; nothing when ``mode`` is disabled):
+    ``files`` by key (PNG/SVG as images, HTML as HTML, MP4/GIF as videos), ``tables`` as ``(columns, rows)``,
+    ``summary`` as the run's summary. With ``id_file`` (kept beside the outputs) publishing the same output again
+    continues its run (:func:`init_wandb_once`)."""
+    if mode == "disabled":
+        return
+    import wandb
+
+    options = dict(mode=mode, project=project, name=name, config=config, group=group, tags=tags, job_type=job_type)
+    run = init_wandb_once(id_file, out_dir, **options) if id_file is not None else init_wandb(out_dir, **options)
+    logged: dict[str, Any] = {}
+    for key, (columns, rows) in (tables or {}).items():
+        logged[key] = wandb.Table(columns=list(columns), data=[list(row) for row in rows])
+    for key, path in (files or {}).items():
+        kind = _MEDIA[path.suffix]
+        media = getattr(wandb, kind)
+        logged[key] = media(str(path), format=path.suffix[1:]) if kind == "Video" else media(str(path))
+    if logged:
+        run.log(logged)
+    if summary:
+        run.summary.update(dict(summary))
+    run.finish()
+
+
 def make_logger(run_dir: Path, *, tensorboard: bool, wandb_run: Any | None, resume_step: int | None) -> Logger:
     """SB3 logger writing progress.csv, TensorBoard events (run_dir/tb) and W&B (when a run is given)."""
     formats: list[KVWriter] = [ProgressCSV(run_dir / PROGRESS_FILE, keep_until_step=resume_step)]

@@ -7,6 +7,14 @@
   checkpoints/step_<N>.zip
   final_model.zip        written when the budget is reached
   progress.csv, tb/, wandb/
+  eval/<checkpoint>/     evaluate.py's records and summary of that checkpoint (evaluation_dir)
+    faithfulness/<methods>_<baseline>/   its faithfulness results (faithfulness_dir)
+  gaze/<checkpoint>_<game>_<methods>/    gaze agreement (gaze_dir)
+  videos/, trees/        saliency videos and attention trees (videos_dir, trees_dir)
+<sweep dir>/report/      a sweep's report (report_dir)
+
+A checkpoint file outside a run gets ``<checkpoint stem>_eval/``, ``_gaze/``, ``_videos/``, ``_trees/`` beside it;
+every task's ``<task>.out=`` replaces the default folder.
 """
 
 from __future__ import annotations
@@ -28,6 +36,14 @@ from fls.errors import ConfigError
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 FINAL_MODEL = "final_model.zip"
+SUMMARY_FILE = "summary.json"  # every result folder's summary (evaluation, gaze, faithfulness)
+EVAL_DIR = "eval"
+FAITHFULNESS_DIR = "faithfulness"
+GAZE_DIR = "gaze"
+VIDEOS_DIR = "videos"
+TREES_DIR = "trees"
+REPORT_DIR = "report"
+OUTPUT_DIRS = (EVAL_DIR, GAZE_DIR, VIDEOS_DIR, TREES_DIR, REPORT_DIR)  # what the tasks write inside a run
 _CHECKPOINT_RE = re.compile(r"^step_(\d+)\.zip$")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -295,7 +311,7 @@ def refuse_other_results(
     """Refuse to replace the ``what`` results in ``out`` (its ``summary.json``) made from another model, other data
     or other settings: ``recorded(summary)`` gives the settings they were made with. The same settings again are
     accepted (they give the same numbers); the message names ``<what>.out=``, which keeps both."""
-    path = out / "summary.json"
+    path = out / SUMMARY_FILE
     if not path.is_file():
         return
     differs = settings_differ(path, settings, recorded)
@@ -306,3 +322,62 @@ def refuse_other_results(
         f"{out} already holds {what} {differs}; give {what}.out=<another folder> to keep both, "
         f"or delete {out} to replace them"
     )
+
+
+def _task_dir(configured: Any, run_dir: Path | None, checkpoint: Path, folder: str) -> Path:
+    """``configured``, else <run>/<folder>/, else <checkpoint stem>_<folder>/ beside the file."""
+    if configured:
+        return Path(str(configured)).expanduser().resolve()
+    if run_dir is not None:
+        return run_dir / folder
+    return checkpoint.parent / f"{checkpoint.stem}_{folder}"
+
+
+def evaluation_dir(run_dir: Path | None, checkpoint: Path | str, configured: Any = None) -> Path:
+    """Where a checkpoint's evaluation lives: ``configured`` (eval.out), else <run>/eval/<checkpoint stem>/
+    (``checkpoint`` a file, or a stem such as ``final_model_seed7``), else <checkpoint stem>_eval/ beside the file."""
+    if configured:
+        return Path(str(configured)).expanduser().resolve()
+    stem = checkpoint.stem if isinstance(checkpoint, Path) else str(checkpoint)
+    if run_dir is not None:
+        return run_dir / EVAL_DIR / stem
+    return Path(checkpoint).parent / f"{stem}_{EVAL_DIR}"
+
+
+def faithfulness_root(evaluation: Path) -> Path:
+    """The folder of an evaluation's faithfulness results, one subfolder per :func:`faithfulness_dir`."""
+    return evaluation / FAITHFULNESS_DIR
+
+
+def faithfulness_dir(evaluation: Path, methods: list[str], baseline: str) -> Path:
+    """A faithfulness result below its evaluation, named by what it scores so that another set of methods or
+    another baseline never replaces it: ``faithfulness/attention-gradcam_blur``."""
+    return faithfulness_root(evaluation) / f"{'-'.join(methods)}_{baseline}"
+
+
+def gaze_root(run_dir: Path | None, checkpoint: Path) -> Path:
+    """The folder of gaze results: <run>/gaze/, else <checkpoint stem>_gaze/ beside the file."""
+    return _task_dir(None, run_dir, checkpoint, GAZE_DIR)
+
+
+def gaze_dir(configured: Any, run_dir: Path | None, checkpoint: Path, game: str, methods: list[str]) -> Path:
+    """``configured`` (gaze.out), else a folder below :func:`gaze_root` named by what it scores so that another
+    checkpoint, game or set of methods never replaces it: ``final_model_Breakout_attention-gradcam``."""
+    if configured:
+        return _task_dir(configured, run_dir, checkpoint, GAZE_DIR)
+    return gaze_root(run_dir, checkpoint) / f"{checkpoint.stem}_{game}_{'-'.join(methods)}"
+
+
+def videos_dir(configured: Any, run_dir: Path | None, checkpoint: Path) -> Path:
+    """Where saliency videos go: ``configured`` (saliency.out), else <run>/videos/, else <stem>_videos/."""
+    return _task_dir(configured, run_dir, checkpoint, VIDEOS_DIR)
+
+
+def trees_dir(configured: Any, run_dir: Path | None, checkpoint: Path) -> Path:
+    """Where attention trees go: ``configured`` (tree.out), else <run>/trees/, else <stem>_trees/."""
+    return _task_dir(configured, run_dir, checkpoint, TREES_DIR)
+
+
+def report_dir(sweep_dir: Path) -> Path:
+    """A sweep's report folder when report.out is not given."""
+    return sweep_dir / REPORT_DIR

@@ -457,9 +457,9 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from fls.evaluation.after_training import after_training
     from fls.locks import LOCK_FILE, hold, remove_orphans
     from fls.sweep import job_stopped, skip_if_stopped
+    from fls.tasks.after_training import after_training
 
     hydra_cfg = HydraConfig.get()
     sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None

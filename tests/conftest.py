@@ -54,7 +54,7 @@ def compose_config(config_name: str, args: list[str] | tuple[str, ...]):
 
 def evaluate_in_process(*args: str):
     """What evaluate.py does with ``args``, in this process (no torch import per call); raises its ConfigError."""
-    from fls.evaluation.tasks import main
+    from fls.tasks.registry import main
 
     return main(compose_config("evaluate", args))
 

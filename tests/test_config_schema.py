@@ -272,11 +272,11 @@ def test_presets_set_only_declared_keys(config_name, overrides) -> None:
 @pytest.mark.slow  # imports captum and the evaluation stack
 def test_choices_match_their_sources() -> None:
     """The enumerations kept in the schema (to stay cheap to import) are the ones the code accepts."""
-    from fls.evaluation.tasks import TASKS as EVALUATE_TASKS
-    from fls.evaluation.video_task import FORMATS
     from fls.ppo import ValueLoss
     from fls.saliency import METHODS
     from fls.saliency.tree import ROOTS
+    from fls.tasks.registry import TASKS as EVALUATE_TASKS
+    from fls.tasks.video import FORMATS
 
     assert SALIENCY_METHODS == tuple(METHODS)
     assert TREE_ROOTS == ROOTS

@@ -14,7 +14,10 @@ from stable_baselines3.common.policies import ActorCriticCnnPolicy
 from torch import nn
 
 from fls.errors import ConfigError
-from fls.evaluation.faithfulness import (
+from fls.gaze.baselines import center_prior
+from fls.models import build_policy
+from fls.saliency import get_method
+from fls.saliency.metrics.faithfulness import (
     auc,
     baseline_orders,
     baseline_stack,
@@ -24,7 +27,7 @@ from fls.evaluation.faithfulness import (
     pixel_ranks,
     tie_keys,
 )
-from fls.evaluation.sanity import (
+from fls.saliency.metrics.sanity import (
     FULL,
     cascading_randomisation,
     randomisation_groups,
@@ -33,9 +36,6 @@ from fls.evaluation.sanity import (
     spearman,
     ssim,
 )
-from fls.gaze.baselines import center_prior
-from fls.models import build_policy
-from fls.saliency import get_method
 
 OBS_SPACE = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
 REGION = (slice(30, 50), slice(40, 60))  # the only pixels the tiny network looks at
@@ -238,7 +238,7 @@ def test_randomisation_groups_of_each_architecture() -> None:
 
 
 def test_sanity_columns_are_labelled_by_what_was_reinitialised() -> None:
-    from fls.evaluation.faithfulness_results import step_label
+    from fls.saliency.metrics.faithfulness_results import step_label
 
     assert step_label(FULL) == "fully re-initialised"  # not Adebayo's independent (one layer at a time) test
     assert step_label("attention_conv2") == "attention at conv2"
@@ -306,8 +306,8 @@ def test_frames_are_drawn_from_the_evaluation_games() -> None:
     draw is reproducible."""
     import stable_baselines3 as sb3
 
+    from fls.agents.agent import Agent
     from fls.envs import make_vec_env
-    from fls.evaluation.agent import Agent
     from fls.evaluation.runner import run_episodes
 
     env = make_vec_env("Breakout", num_envs=1, seed=0)
@@ -352,10 +352,10 @@ def _write_summary(run: Path, folder: str, summary: dict) -> None:
 
 
 def test_report_collects_faithfulness_by_model_and_method(tmp_path) -> None:
-    from fls.evaluation.faithfulness_report import add_faithfulness, faithfulness_rows
-    from fls.evaluation.report import write_report
-    from fls.evaluation.report_runs import find_runs
-    from fls.evaluation.report_tables import build_report
+    from fls.report.faithfulness import add_faithfulness, faithfulness_rows
+    from fls.report.make import write_report
+    from fls.report.runs import find_runs
+    from fls.report.tables import build_report
     from tests.test_report import fake_run
 
     sweep = tmp_path / "sweep"

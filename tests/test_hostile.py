@@ -334,7 +334,7 @@ def overflowing_run(run_copy) -> Path:
     """A copy of the tiny run whose weights are all 1e10: finite parameters, action scores that overflow to NaN."""
     import torch
 
-    from fls.evaluation.agent import load_agent
+    from fls.agents.agent import load_agent
 
     agent = load_agent(run_copy / "final_model.zip")
     with torch.no_grad():

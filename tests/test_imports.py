@@ -101,3 +101,46 @@ def test_command_line_checks_load_neither_torch_nor_the_emulator() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE_DIR.parent)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "", f"the command line's checks import {result.stdout.strip()}"
+
+
+# Each package holds one concept (ARCHITECTURE.md's layers): lower layers never reach up into the tasks or reports.
+LOWER_LAYERS = ("fls.agents", "fls.evaluation", "fls.saliency", "fls.gaze", "fls.envs", "fls.models")
+UPPER_LAYERS = ("fls.tasks", "fls.report")
+
+
+def _in(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == package or module.startswith(f"{package}.") for package in packages)
+
+
+def test_evaluation_holds_only_the_episode_runner_its_records_and_summaries() -> None:
+    modules = {path.stem for path in (PACKAGE_DIR / "evaluation").glob("*.py")}
+    assert modules == {"__init__", "episodes", "records", "runner", "summary"}
+
+
+def test_lower_layers_never_import_tasks_or_reports() -> None:
+    graph = import_graph()
+    upward = {
+        (module, target)
+        for module, targets in graph.items()
+        if _in(module, LOWER_LAYERS)
+        for target in targets
+        if _in(target, UPPER_LAYERS)
+    }
+    assert not upward
+
+
+# evaluate.py's dispatch, and train.py's last step (an evaluation and a video, as evaluate.py's tasks make them)
+COMPOSERS = ("fls.tasks", "fls.tasks.registry", "fls.tasks.after_training")
+
+
+def test_tasks_do_not_borrow_from_each_other() -> None:
+    """A task is an adapter over the library; what two tasks share lives below them (fls.saliency, fls.rundir)."""
+    graph = import_graph()
+    borrowed = {
+        (module, target)
+        for module, targets in graph.items()
+        if _in(module, ("fls.tasks",)) and module not in COMPOSERS
+        for target in targets
+        if _in(target, ("fls.tasks",)) and target != module
+    }
+    assert not borrowed

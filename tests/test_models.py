@@ -256,10 +256,16 @@ def test_final_relu_off_lets_features_go_negative(atari_obs: torch.Tensor) -> No
         ({"name": "dense_fls", "sum_pool": False}, "dense_fls always sum-pools"),
         ({"name": "sparse_fls", "attention_at": "conv1", "sum_pool": True}, "needs model.attention_at=conv3"),
         ({"name": "sparse_fls", "fls_kernel": 5}, "model.fls_kernel=5: one of 3, 1, or null"),
-        ({"name": "sparse_fls", "attention_at": "conv2"}, "model.attention_at=conv2: one of conv3, conv1, every_conv, or null"),
+        (
+            {"name": "sparse_fls", "attention_at": "conv2"},
+            "model.attention_at=conv2: one of conv3, conv1, every_conv, or null",
+        ),
         ({"name": "sparse_fls", "entropy_lambda": -0.1}, "model.entropy_lambda=-0.1: a finite number >= 0"),
         ({"name": "nature_cnn", "entropy_lambda": 0.001}, "needs a model with attention; nature_cnn has none"),
-        ({"name": "maxpool_cnn", "channels": [32, 0]}, "model.channels=[32,0]: a list, each item an integer >= 1, or null"),
+        (
+            {"name": "maxpool_cnn", "channels": [32, 0]},
+            "model.channels=[32,0]: a list, each item an integer >= 1, or null",
+        ),
         ({"name": "maxpool_cnn", "kernel_size": 4}, "model.kernel_size=4: a positive odd integer, or null"),
     ],
 )

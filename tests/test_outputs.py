@@ -14,7 +14,7 @@ import pytest
 from fls.errors import ConfigError, os_error_message
 from fls.evaluation.records import Episode, EpisodeLog, read_records
 from fls.evaluation.summary import write_summary
-from fls.evaluation.video_task import video_stem
+from fls.tasks.video import video_stem
 from tests.conftest import evaluate_in_process, evaluate_refusal
 
 QUIET = "logger.wandb.mode=disabled"
@@ -186,3 +186,56 @@ def test_a_video_is_never_replaced_by_one_of_other_settings(tiny_run, tmp_path) 
     assert video.stat().st_mtime_ns == made
     evaluate_in_process(*common, "saliency.max_steps=5")  # the same settings make the same video: replaced
     assert video.stat().st_mtime_ns != made
+
+
+def test_only_one_helper_publishes_outputs_to_wandb() -> None:
+    """Every output folder is published by fls.logging.publish_to_wandb (training's live run aside)."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "fls"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name in ("logging.py", "training.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            starts = isinstance(func, ast.Name) and func.id in ("init_wandb", "init_wandb_once")
+            if starts or (isinstance(func, ast.Attribute) and getattr(func.value, "id", None) == "wandb"):
+                found.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert not found
+
+
+@pytest.mark.slow
+def test_publishing_to_wandb_logs_files_tables_and_summary_offline(tmp_path, monkeypatch) -> None:
+    from fls.logging import publish_to_wandb
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.plot([0, 1])
+    plt.savefig(tmp_path / "figure.png")
+    plt.close()
+    (tmp_path / "view.html").write_text("<p>tree</p>")
+    options = dict(name="test", mode="offline", project="fls-test", job_type="eval", config={"a": 1})
+    files = {"x/figure": tmp_path / "figure.png", "x/view": tmp_path / "view.html"}
+    for _ in range(2):
+        publish_to_wandb(
+            tmp_path,
+            **options,
+            files=files,
+            tables={"x/table": (["k", "v"], [["a", 1.0], ["b", 2.0]])},
+            summary={"x/mean": 1.5},
+            id_file=tmp_path / "wandb_id",
+        )
+    run_id = (tmp_path / "wandb_id").read_text().strip()
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(run.name.split("-")[3] == run_id for run in runs), runs
+    logged = b"".join(path.read_bytes() for run in runs for path in run.glob("*.wandb"))
+    assert b"x/table" in logged and b"x/figure" in logged and b"x/mean" in logged
+    publish_to_wandb(tmp_path / "none", **{**options, "mode": "disabled"}, summary={"x": 1})
+    assert not (tmp_path / "none").exists()

@@ -14,9 +14,9 @@ import yaml
 
 from fls.errors import ConfigError
 from fls.evaluation.records import read_records
-from fls.evaluation.report import parameter_table, write_report
-from fls.evaluation.report_runs import find_runs, mean_curve, read_curve
-from fls.evaluation.report_tables import build_report
+from fls.report.make import parameter_table, write_report
+from fls.report.runs import find_runs, mean_curve, read_curve
+from fls.report.tables import build_report
 
 # One thread per process: on a busy 2-core machine torch's default thread pool makes tiny runs ~10x slower.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -357,8 +357,8 @@ def test_parameter_table_counts_the_models_themselves() -> None:
     # the meta-device count is the count of a real, initialised policy
     import gymnasium as gym
 
-    from fls.evaluation.report import _model_config
     from fls.models import build_policy, count_parameters
+    from fls.report.make import _model_config
 
     observation = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     for name in ("daqn", "dense_fls"):

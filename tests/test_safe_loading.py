@@ -16,9 +16,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from fls.agents.agent import load_agent
 from fls.envs import make_vec_env
 from fls.errors import ConfigError
-from fls.evaluation.agent import load_agent
 from fls.evaluation.runner import run_episodes
 from fls.model_files import allow_pickle_flag, read_model_data
 from fls.models import MODELS, policy_kwargs
@@ -316,7 +316,7 @@ def test_non_finite_scores_stop_the_evaluation(sb3_zip, tmp_path, algorithm) -> 
 def test_non_finite_scores_stop_videos_trees_and_faithfulness(sb3_zip, tmp_path) -> None:
     """The same one check in the games the video, tree and faithfulness tasks play (softmax of NaN used to fail
     inside torch, and faithfulness wrote "n/a" AUCs)."""
-    from fls.evaluation.faithfulness import draw_frames
+    from fls.saliency.metrics.faithfulness import draw_frames
     from fls.saliency.video import play
 
     broken = with_weights(sb3_zip("PPO"), tmp_path / "huge.zip", "PPO", lambda _, t: t.fill_(1e10))

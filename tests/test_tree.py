@@ -431,8 +431,8 @@ def test_video_with_a_tree_panel(tmp_path: Path) -> None:
 
 
 def test_the_tree_options_reach_a_video_s_tree_panel(tiny_run: Path) -> None:
-    from fls.evaluation.loading import load
-    from fls.evaluation.video_task import saliency_methods
+    from fls.agents.loading import load
+    from fls.saliency.settings import saliency_methods
     from tests.conftest import compose_config
 
     args = [f"run={tiny_run}", "saliency=[tree]", "tree.n=2", "tree.depth=1", "tree.root=attention", "video=true"]

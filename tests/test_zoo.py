@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import yaml
 
+from fls.agents.agent import load_agent, resolve_checkpoint, run_game, saved_exploration_rate
+from fls.agents.zoo import PythonTag, read_zoo_folder, read_zoo_yaml, zoo_checkpoint
 from fls.errors import ConfigError
-from fls.evaluation.agent import load_agent, resolve_checkpoint, run_game, saved_exploration_rate
 from fls.evaluation.records import read_records
 from fls.evaluation.runner import acting_epsilon, choose_actions, episode_rng
-from fls.evaluation.zoo import PythonTag, read_zoo_folder, read_zoo_yaml, zoo_checkpoint
 from tests.conftest import CHILD_ENV, built_once, evaluate_in_process, evaluate_refusal
 
 ENV_ID = "BreakoutNoFrameskip-v4"

@@ -8,13 +8,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fls.agents.loading import load
 from fls.errors import ConfigError, Interrupted
-from fls.evaluation.loading import load
 from fls.evaluation.records import EpisodeLog, records_path, scan_records, shard_episodes
 from fls.evaluation.runner import acting_epsilon, run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.locks import hold, remove_orphans
-from fls.rundir import CONFIG_FILE, make_dirs
+from fls.rundir import CONFIG_FILE, evaluation_dir, make_dirs
 from fls.runtime import StopSignals
 
 SUMMARY_LOCK = ".summary.lock"
@@ -26,7 +26,7 @@ def check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
     if run_dir is None:
         return
     if not (run_dir / CONFIG_FILE).is_file():  # an rl-zoo3 experiment folder: env i is seeded seed + i too
-        from fls.evaluation.zoo import read_zoo_folder
+        from fls.agents.zoo import read_zoo_folder
 
         experiment = read_zoo_folder(run_dir)
         if experiment.seed is None:
@@ -44,15 +44,6 @@ def check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
         )
 
 
-def evaluation_dir(cfg: DictConfig, checkpoint: Path, run_dir: Path | None) -> Path:
-    """Where a checkpoint's evaluation lives: eval.out, else <run>/eval/<checkpoint>, else <checkpoint>_eval."""
-    if cfg.eval.out:
-        return Path(str(cfg.eval.out)).expanduser().resolve()
-    if run_dir is not None:
-        return run_dir / "eval" / checkpoint.stem
-    return checkpoint.parent / f"{checkpoint.stem}_eval"
-
-
 def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
     """Play this shard's missing episodes, append their records, and summarise when every shard is complete."""
     ev = dict(cfg.eval)  # checked against fls/config_schema.py by whoever composed cfg (evaluation_config too)
@@ -63,7 +54,7 @@ def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
     max_steps = int(ev["max_episode_steps"] or spec.eval_max_episode_steps)
     epsilon = acting_epsilon(agent, bool(ev["deterministic"]), ev.get("epsilon"))
 
-    out_dir = evaluation_dir(cfg, checkpoint, run_dir)
+    out_dir = evaluation_dir(run_dir, checkpoint, cfg.eval.out)
     meta = {
         "checkpoint": str(checkpoint),
         "digest": agent.digest,

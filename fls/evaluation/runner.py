@@ -24,10 +24,10 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from fls.agents.agent import Agent, saved_exploration_rate
 from fls.envs import make_vec_env
 from fls.envs.games import GameSpec
 from fls.errors import ConfigError
-from fls.evaluation.agent import Agent, saved_exploration_rate
 from fls.evaluation.records import Episode
 from fls.model_files import check_finite_scores
 from fls.progress import progress_bar

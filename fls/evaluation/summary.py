@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from fls.evaluation.records import Episode
-from fls.rundir import atomic_path, atomic_write_json, atomic_write_text
+from fls.rundir import SUMMARY_FILE, atomic_path, atomic_write_json, atomic_write_text
+from fls.tables import markdown_table
 
 WANDB_ID_FILE = "wandb_id"  # the evaluation's W&B run id, beside its records
 
@@ -45,15 +46,13 @@ def markdown(stats: dict[str, Any], meta: dict[str, Any]) -> str:
         f" {'greedy' if meta.get('deterministic') else 'sampled'} actions, time limit {meta.get('max_episode_steps')} "
         f"agent steps, checkpoint sha256 {meta.get('digest')}.",
         "",
-        "| episodes | mean | std | 95% CI of the mean | median | min | max | mean length | time-limited |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
     ci = stats["ci95"]
     ci_text = f"{ci[0]:.1f} – {ci[1]:.1f}" if ci else "–"
-    lines.append(
-        f"| {stats['episodes']} | {stats['mean']:.1f} | {stats['std']:.1f} | {ci_text} | {stats['median']:.1f} "
-        f"| {stats['min']:.0f} | {stats['max']:.0f} | {stats['mean_length']:.0f} | {stats['truncated']} |"
-    )
+    columns = ["episodes", "mean", "std", "95% CI of the mean", "median", "min", "max", "mean length", "time-limited"]
+    row = [stats["episodes"], f"{stats['mean']:.1f}", f"{stats['std']:.1f}", ci_text, f"{stats['median']:.1f}"]
+    row += [f"{stats['min']:.0f}", f"{stats['max']:.0f}", f"{stats['mean_length']:.0f}", stats["truncated"]]
+    lines.append(markdown_table(columns, [row]))
     return "\n".join(lines) + "\n"
 
 
@@ -83,7 +82,7 @@ def write_summary(out_dir: Path, episodes: Sequence[Episode], meta: dict[str, An
     """summary.json, summary.md and histogram.png in ``out_dir``; returns the statistics."""
     episodes = sorted(episodes, key=lambda e: e.index)
     stats = statistics(episodes)
-    atomic_write_json(out_dir / "summary.json", {**meta, **stats})
+    atomic_write_json(out_dir / SUMMARY_FILE, {**meta, **stats})
     atomic_write_text(out_dir / "summary.md", markdown(stats, meta))
     histogram(episodes, out_dir / "histogram.png", f"{meta.get('game')}: {stats['episodes']} episodes", bins)
     return stats
@@ -101,30 +100,21 @@ def log_to_wandb(
 ) -> None:
     """The summary, a per-episode table and the histogram as a W&B run (offline by default); the run's id is kept
     in ``out_dir/wandb_id`` so that summarising the same evaluation again continues that run."""
-    if mode == "disabled":
-        return
-    from fls.logging import init_wandb_once
+    from fls.logging import publish_to_wandb
 
-    run = init_wandb_once(
-        out_dir / WANDB_ID_FILE,
+    columns = ["index", "seed", "game", "score", "length", "truncated"]
+    rows = [[e.index, e.seed, e.game, e.score, e.length, e.truncated] for e in sorted(episodes, key=lambda e: e.index)]
+    publish_to_wandb(
         out_dir,
+        name=name,
         mode=mode,
         project=project,
-        name=name,
-        config=meta,
-        group=group,
-        tags=[f"env:{meta.get('game')}", "eval"],
         job_type="eval",
+        config=meta,
+        tags=[f"env:{meta.get('game')}", "eval"],
+        group=group,
+        files={"eval/histogram": out_dir / "histogram.png"},
+        tables={"eval/episodes": (columns, rows)},
+        summary={f"eval/{k}": v for k, v in stats.items() if isinstance(v, (int, float))},
+        id_file=out_dir / WANDB_ID_FILE,
     )
-    import wandb
-
-    def by_index(episode: Episode) -> int:
-        return episode.index
-
-    table = wandb.Table(
-        columns=["index", "seed", "game", "score", "length", "truncated"],
-        data=[[e.index, e.seed, e.game, e.score, e.length, e.truncated] for e in sorted(episodes, key=by_index)],
-    )
-    run.log({"eval/episodes": table, "eval/histogram": wandb.Image(str(out_dir / "histogram.png"))})
-    run.summary.update({f"eval/{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
-    run.finish()

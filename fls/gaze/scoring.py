@@ -36,6 +36,7 @@ from fls.gaze.reader import ParseReport, Trial, read_gaze
 from fls.gaze.replay import WINDOW_OFFSETS, fixation_map, input_fixation_pixels, input_positions, replay_trial
 from fls.models.renderer import upsample_to_frame
 from fls.rundir import atomic_path, atomic_write_text
+from fls.tables import markdown_table
 
 __all__ = ["CSV_COLUMNS", "METRICS", "GazeResults", "SaliencyFn", "score_trials"]
 
@@ -112,17 +113,16 @@ class GazeResults:
 
         A metric finite on fewer frames than the row's count shows its own count as ``(n=...)``.
         """
-        lines = [
-            "| Game | Method | " + " | ".join(_LABELS[m] for m in METRICS) + " | Frames |",
-            "|---|---|" + "---:|" * (len(METRICS) + 1),
-        ]
+        rows = []
         for (game, method), values in self.table().items():
             cells = []
             for column in values.T:
                 mean, std, count = _finite_stats(column)
                 cell = f"{mean:.3f} ± {std:.3f}" if count else "n/a"
                 cells.append(cell + (f" (n={count})" if 0 < count < len(column) else ""))
-            lines.append(f"| {game} | {method} | " + " | ".join(cells) + f" | {len(values)} |")
+            rows.append([game, method, *cells, len(values)])
+        columns = ["Game", "Method", *(_LABELS[m] for m in METRICS), "Frames"]
+        lines = [markdown_table(columns, rows, "ll" + "r" * (len(METRICS) + 1))]
         lines += [
             "",
             "Frames: network inputs (raw frame i = 4n >= 16, 8 raw frames each) with at least one fixation; "

@@ -11,9 +11,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from fls.evaluation.episodes import evaluate_episodes, evaluation_dir
-from fls.evaluation.loading import evaluation_config, load
-from fls.rundir import FINAL_MODEL
+from fls.agents.loading import evaluation_config, load
+from fls.evaluation.episodes import evaluate_episodes
+from fls.rundir import FINAL_MODEL, evaluation_dir
 
 
 def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
@@ -40,13 +40,17 @@ def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         if after.get("eval_seed") is not None and int(after.eval_seed) != seed:
             seed = int(after.eval_seed)
             settings["eval.seed"] = seed
-            settings["eval.out"] = str(run_dir / "eval" / f"{Path(FINAL_MODEL).stem}_seed{seed}")
+            settings["eval.out"] = str(evaluation_dir(run_dir, f"{Path(FINAL_MODEL).stem}_seed{seed}"))
         eval_cfg = evaluation_config(**common, **settings)
         stats = evaluate_episodes(eval_cfg)
         if stats is not None:
-            stats = {**stats, "seed": seed, "records": str(evaluation_dir(eval_cfg, run_dir / FINAL_MODEL, run_dir))}
+            stats = {
+                **stats,
+                "seed": seed,
+                "records": str(evaluation_dir(run_dir, run_dir / FINAL_MODEL, eval_cfg.eval.out)),
+            }
     if after.video:
-        from fls.evaluation.video_task import saliency_video
+        from fls.tasks.video import saliency_video
 
         video_cfg = evaluation_config(
             **common, **{"saliency.methods": list(after.video_methods), "saliency.max_steps": int(after.video_steps)}

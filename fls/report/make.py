@@ -18,8 +18,8 @@ run of the sweep and writes, into ``report.out`` (default ``<sweep dir>/report/`
 Runs are grouped by model name, attention-entropy weight λ (in the label when it is nonzero or varies, e.g.
 ``sparse_fls λ=0.001``) and any model option that differs between runs of the same model.
 
-Reading the runs is :mod:`fls.evaluation.report_runs`, the aggregation and tables :mod:`fls.evaluation.report_tables`,
-the figure :mod:`fls.evaluation.report_figures`; this module writes the files, logs them and runs the task.
+Reading the runs is :mod:`fls.report.runs`, the aggregation and tables :mod:`fls.report.tables`,
+the figure :mod:`fls.report.figures`; this module writes the files, logs them and runs the task.
 """
 
 from __future__ import annotations
@@ -32,19 +32,19 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fls.errors import ConfigError
-from fls.evaluation.report_figures import curves_csv, plot_curves
-from fls.evaluation.report_runs import REWARD_KEY, Report, find_runs
-from fls.evaluation.report_tables import (
+from fls.report.figures import curves_csv, plot_curves
+from fls.report.runs import REWARD_KEY, Report, find_runs
+from fls.report.tables import (
     SALIENCY_COLUMNS,
     SCORE_COLUMNS,
     STATUS_COLUMNS,
     build_report,
-    csv_text,
     report_markdown,
     saliency_markdown,
     scores_markdown,
 )
-from fls.rundir import atomic_write_text
+from fls.rundir import atomic_write_text, report_dir
+from fls.tables import csv_text, markdown_table
 
 __all__ = ["log_report", "make_report", "parameter_table", "write_report"]
 
@@ -76,37 +76,28 @@ def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
 
 def log_report(report: Report, files: Mapping[str, Path], *, mode: str, project: str, group: str | None) -> None:
     """The report as a W&B run (job_type=report): scores, saliency and run tables and the reward-curve figure."""
-    if mode == "disabled":
-        return
-    import wandb
+    from fls.logging import publish_to_wandb
 
-    from fls.logging import init_wandb
+    def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> tuple[Sequence[str], list[list[Any]]]:
+        return columns, [[row.get(c) for c in columns] for row in rows]
 
-    out_dir = files["report_md"].parent
-    run = init_wandb(
-        out_dir,
+    publish_to_wandb(
+        files["report_md"].parent,
+        name=f"report-{report.title.removeprefix('Report: ')}",
         mode=mode,
         project=project,
-        name=f"report-{report.title.removeprefix('Report: ')}",
-        config={"runs": [str(r.path) for r in report.runs], "checkpoint": report.checkpoint, "ddof": report.ddof},
-        group=group,
-        tags=["report"],
         job_type="report",
-    )
-
-    def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Any:
-        return wandb.Table(columns=list(columns), data=[[row.get(c) for c in columns] for row in rows])
-
-    run.log(
-        {
+        config={"runs": [str(r.path) for r in report.runs], "checkpoint": report.checkpoint, "ddof": report.ddof},
+        tags=["report"],
+        group=group,
+        files={"report/reward_curves": files["png"]},
+        tables={
             "report/scores": table(report.scores, SCORE_COLUMNS),
             "report/saliency": table(report.saliency, SALIENCY_COLUMNS),
             "report/runs": table(report.status, STATUS_COLUMNS),
-            "report/reward_curves": wandb.Image(str(files["png"])),
-        }
+        },
+        summary={"report/runs": len(report.runs), "report/missing": len(report.missing)},
     )
-    run.summary.update({"report/runs": len(report.runs), "report/missing": len(report.missing)})
-    run.finish()
 
 
 def _settings(cfg: DictConfig) -> tuple[str | None, str, int, int]:
@@ -142,14 +133,14 @@ def make_report(cfg: DictConfig) -> Path:
     if configured:
         out_dir = Path(str(configured)).expanduser().resolve()
     elif sweep_dir is not None:
-        out_dir = sweep_dir / "report"
+        out_dir = report_dir(sweep_dir)
     else:
         out_dir = _output_folder()
         print(f"report of {len(runs)} runs: writing to {out_dir} (report.out=<dir> chooses the folder)")
     title = f"Report: {sweep_dir.name if sweep_dir else f'{len(runs)} runs'}"
     report = build_report(runs, title=title, checkpoint=checkpoint, curve_key=curve_key, grid_points=points, ddof=ddof)
     files = write_report(report, out_dir)
-    from fls.evaluation.faithfulness_report import add_faithfulness  # its own section (task=faithfulness results)
+    from fls.report.faithfulness import add_faithfulness  # its own section (task=faithfulness results)
 
     files.update(add_faithfulness(report, out_dir, files["report_md"]))
     log_report(
@@ -192,15 +183,11 @@ def parameter_table(actions: Sequence[int] = (4, 18)) -> str:
     from fls.models import MODELS, build_policy, count_parameters
 
     observation = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
-    header = " | ".join(f"params ({n} actions)" for n in actions)
-    lines = [f"| `model=` | what it is | {header} |", "|---|---|" + "---:|" * len(actions)]
+    rows = []
     for name, spec in MODELS.items():
         cfg = _model_config(name)
         with torch.device("meta"):
             counts = [count_parameters(build_policy(cfg, observation, gym.spaces.Discrete(n))) for n in actions]
-        lines.append(f"| `{name}` | {spec.description} | " + " | ".join(f"{c:,}" for c in counts) + " |")
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(parameter_table(), end="")
+        rows.append([f"`{name}`", spec.description, *(f"{c:,}" for c in counts)])
+    columns = ["`model=`", "what it is", *(f"params ({n} actions)" for n in actions)]
+    return markdown_table(columns, rows, "ll" + "r" * len(actions)) + "\n"

@@ -8,10 +8,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fls.agents.agent import Agent, load_agent, resolve_checkpoint, run_game
 from fls.envs import get_game, make_vec_env
 from fls.envs.games import GAMES, GameSpec
 from fls.errors import ConfigError
-from fls.evaluation.agent import Agent, load_agent, resolve_checkpoint, run_game
 from fls.model_files import allow_pickle_flag, check_finite_scores
 from fls.runtime import resolve_device
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fls.evaluation.report_runs import (
+from fls.report.runs import (
     Report,
     as_number,
     evaluated_checkpoint,
@@ -25,8 +25,8 @@ from fls.evaluation.report_runs import (
     label_order,
     numbers_differ,
 )
-from fls.evaluation.report_tables import csv_text
-from fls.rundir import atomic_write_text
+from fls.rundir import SUMMARY_FILE, atomic_write_text, evaluation_dir, faithfulness_root
+from fls.tables import csv_text, markdown_table
 
 METRICS = ("deletion_auc", "insertion_auc", "deletion_same_auc", "insertion_same_auc", "full_spearman")
 LABELS = {"deletion_auc": "Deletion AUC ↓", "insertion_auc": "Insertion AUC ↑", "full_spearman": "ρ random net ↓"}
@@ -52,9 +52,9 @@ def read_faithfulness(run_dir: Path, checkpoint: str | None = None) -> list[tupl
     stem = checkpoint or evaluated_checkpoint(run_dir)
     if stem is None:
         return []
-    root = run_dir / "eval" / stem / "faithfulness"
+    root = faithfulness_root(evaluation_dir(run_dir, stem))
     found = []
-    for path in [*sorted(root.glob("*/summary.json")), root / "summary.json"]:  # the last: results before 2026-12
+    for path in [*sorted(root.glob(f"*/{SUMMARY_FILE}")), root / SUMMARY_FILE]:  # the last: results before 2026-12
         try:
             summary = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -135,18 +135,13 @@ def faithfulness_markdown(rows: Sequence[dict[str, Any]], ddof: int, notes: Sequ
             "`python evaluate.py task=faithfulness run=<run dir> saliency=[attention,gradcam,gradient]`.\n"
         )
     shown = ("deletion_auc", "insertion_auc", "full_spearman")
-    lines = [
-        "| Game | Model | Baseline | Method | " + " | ".join(LABELS[m] for m in shown) + " | Seeds | Frames |",
-        "|---|---|---|---|" + "---:|" * (len(shown) + 2),
-    ]
+    table = []
     for row in rows:
         cells = ["–" if not math.isfinite(row[m]) else f"{row[m]:.3f} ± {row[f'{m}_std']:.3f}" for m in shown]
         method = BASELINE_LABELS.get(row["method"], row["method"]) if row["kind"] == "baseline" else row["method"]
-        lines.append(
-            f"| {row['game']} | {row['label']} | {row['baseline']} | {method} | "
-            + " | ".join(cells)
-            + f" | {row['seeds']} | {row['frames']} |"
-        )
+        table.append([row["game"], row["label"], row["baseline"], method, *cells, row["seeds"], row["frames"]])
+    columns = ["Game", "Model", "Baseline", "Method", *(LABELS[m] for m in shown), "Seeds", "Frames"]
+    lines = [markdown_table(columns, table, "llll" + "r" * (len(shown) + 2))]
     lines += [
         "",
         "AUC of the probability of the action the policy prefers as pixels are removed (deletion) or restored "

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, ListConfig
 
 from fls.errors import ConfigError
-from fls.evaluation.video_task import output_dir, saliency_target
-from fls.rundir import atomic_write_json
+from fls.logging import publish_to_wandb
+from fls.rundir import atomic_write_json, trees_dir
+from fls.saliency.settings import saliency_target
 
 if TYPE_CHECKING:
-    from fls.evaluation.loading import Loaded
+    from fls.agents.loading import Loaded
     from fls.saliency.video import StepRecord
 
 
@@ -48,7 +49,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     target = saliency_target(cfg)
     explain_taken = isinstance(target, str) and target == "action"
     seed, episodes = int(s.seed), int(s.episodes)
-    out = output_dir(t.out, loaded, "trees")
+    out = trees_dir(t.out, loaded.run_dir, loaded.checkpoint)
     stem = f"{loaded.checkpoint.stem}_{loaded.game}_seed{seed}"
     wanted = set(steps)
     written: list[tuple[str, Path, Path]] = []
@@ -97,27 +98,16 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     if not written:
         raise ConfigError(f"no chosen step was reached (tree.steps={steps}); choose steps within the game")
     print(f"{loaded.game}: {len(written)} attention trees (n={method.n}) in {out}")
-    if cfg.logger.wandb.mode != "disabled":
-        import wandb
-
-        from fls.logging import init_wandb
-
-        run = init_wandb(
-            out,
-            mode=str(cfg.logger.wandb.mode),
-            project=str(cfg.logger.wandb.project),
-            name=f"tree-{loaded.game}-{stem}",
-            config={
-                "checkpoint": str(loaded.checkpoint),
-                "seed": seed,
-                "steps": steps,
-                "n": method.n,
-                "root": method.root,
-            },
-            tags=[f"env:{loaded.game}", "saliency", "tree"],
-            job_type="saliency",
-        )
-        for name, png, html in written:
-            run.log({f"tree/{name}": wandb.Image(str(png)), f"tree/{name}_3d": wandb.Html(str(html))})
-        run.finish()
+    files = {f"tree/{name}": png for name, png, _ in written}
+    files |= {f"tree/{name}_3d": html for name, _, html in written}
+    publish_to_wandb(
+        out,
+        name=f"tree-{loaded.game}-{stem}",
+        mode=str(cfg.logger.wandb.mode),
+        project=str(cfg.logger.wandb.project),
+        job_type="saliency",
+        config={"checkpoint": str(loaded.checkpoint), "seed": seed, "steps": steps, "n": method.n, "root": method.root},
+        tags=[f"env:{loaded.game}", "saliency", "tree"],
+        files=files,
+    )
     return [png for _, png, _ in written]

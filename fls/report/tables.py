@@ -3,8 +3,6 @@ and the score, saliency and missing-results tables as markdown and CSV."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -12,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fls.evaluation.report_runs import (
+from fls.report.runs import (
     GAZE_METRICS,
     REWARD_KEY,
     Curve,
@@ -30,6 +28,7 @@ from fls.evaluation.report_runs import (
     read_run_gaze,
 )
 from fls.rundir import FINAL_MODEL
+from fls.tables import markdown_table
 
 _GAZE_LABELS = {"nss": "NSS ↑", "kl": "KL ↓", "sauc": "sAUC ↑", "cc": "CC ↑"}
 
@@ -203,16 +202,6 @@ def protocol_notes(evaluations: Mapping[tuple[str, str], Sequence[tuple[Run, Eva
 # Writing it
 
 
-def csv_text(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """Rows as CSV text with the given columns (extra keys ignored, NaN as an empty cell)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:  # NaN (no value) as an empty cell, which csv readers and pandas read back as missing
-        writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
-    return buffer.getvalue()
-
-
 SCORE_COLUMNS = (
     "game",
     "label",
@@ -270,8 +259,7 @@ def scores_markdown(report: Report) -> str:
     cells = {(r["game"], r["label"]): r for r in report.scores}
     shapes = {(r["seeds"], r["episodes_per_seed_min"], r["episodes_per_seed_max"]) for r in report.scores}
     uniform = len(shapes) == 1
-    header = " | ".join(f"{label} | seed std" for label in labels)
-    lines = [f"| Game | {header} |", "|---|" + "---:|---:|" * len(labels)]
+    rows = []
     for game in games:
         row = []
         for label in labels:
@@ -284,7 +272,9 @@ def scores_markdown(report: Report) -> str:
                 episodes = _episodes_text(cell["episodes_per_seed_min"], cell["episodes_per_seed_max"])
                 text += f" ({cell['seeds']} seeds × {episodes} ep.)"
             row += [text, f"{cell['seed_std']:.1f}"]
-        lines.append(f"| {game} | " + " | ".join(row) + " |")
+        rows.append([game, *row])
+    columns = ["Game", *(column for label in labels for column in (label, "seed std"))]
+    lines = [markdown_table(columns, rows, "l" + "r" * 2 * len(labels))]
     which = f"`{report.checkpoint}`" if report.checkpoint else "the final model (else the newest checkpoint)"
     if uniform:
         seeds, low, high = shapes.pop()
@@ -307,21 +297,16 @@ def saliency_markdown(report: Report) -> str:
             "No gaze results in any run: score them with "
             "`python evaluate.py task=gaze run=<run dir> gaze.data=<Atari-HEAD dir>`.\n"
         )
-    lines = [
-        "| Game | Model | Method | " + " | ".join(_GAZE_LABELS[m] for m in GAZE_METRICS) + " | Seeds | Frames |",
-        "|---|---|---|" + "---:|" * (len(GAZE_METRICS) + 2),
-    ]
+    rows = []
     dropped = False
     for row in report.saliency:
         cells = ["n/a" if not math.isfinite(row[m]) else f"{row[m]:.3f} ± {row[f'{m}_std']:.3f}" for m in GAZE_METRICS]
         if row["kl_dropped_frames"]:
             cells[GAZE_METRICS.index("kl")] += f" (without {row['kl_dropped_frames']} frames)"
             dropped = True
-        lines.append(
-            f"| {row['game']} | {row['label']} | {row['method']} | "
-            + " | ".join(cells)
-            + f" | {row['seeds']} | {row['frames']} |"
-        )
+        rows.append([row["game"], row["label"], row["method"], *cells, row["seeds"], row["frames"]])
+    columns = ["Game", "Model", "Method", *(_GAZE_LABELS[m] for m in GAZE_METRICS), "Seeds", "Frames"]
+    lines = [markdown_table(columns, rows, "lll" + "r" * (len(GAZE_METRICS) + 2))]
     lines += [
         "",
         "Each run's metric is its mean over frames (Atari-HEAD network inputs with fixations); cells are the mean "
@@ -345,11 +330,12 @@ def missing_markdown(report: Report) -> str:
     lines = [
         f"{len(missing)} of {len(report.status)} runs lack something:",
         "",
-        "| Run | Model | Game | Seed | Missing |",
-        "|---|---|---|---:|---|",
+        markdown_table(
+            ["Run", "Model", "Game", "Seed", "Missing"],
+            [[f"`{row['run']}`", row["label"], row["game"], row["seed"], row["missing"]] for row in missing],
+            "lllrl",
+        ),
     ]
-    for row in missing:
-        lines.append(f"| `{row['run']}` | {row['label']} | {row['game']} | {row['seed']} | {row['missing']} |")
     no_eval = [row["path"] for row in missing if "evaluation" in row["missing"]]
     if no_eval:
         lines += ["", "Evaluate them with `python evaluate.py run=<run dir>`, for example:", ""]

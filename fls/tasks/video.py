@@ -9,54 +9,14 @@ from omegaconf import DictConfig
 
 from fls.errors import ConfigError
 from fls.locks import hold
-from fls.rundir import atomic_write_json, make_dirs, settings_differ
+from fls.logging import publish_to_wandb
+from fls.rundir import atomic_write_json, make_dirs, settings_differ, videos_dir
+from fls.saliency.settings import saliency_methods, saliency_target
 
 if TYPE_CHECKING:
-    from fls.evaluation.loading import Loaded
-    from fls.saliency.base import SaliencyMethod
+    from fls.agents.loading import Loaded
 
 FORMATS = ("mp4", "gif")
-
-
-def saliency_methods(cfg: DictConfig, loaded: Loaded) -> dict[str, SaliencyMethod]:
-    """The configured saliency methods, checked against the agent (one-line errors name the valid choices)."""
-    from fls.saliency import METHODS, get_method
-
-    names = list(cfg.saliency.methods or [])
-    if not names:
-        raise ConfigError(f"no saliency method chosen (saliency=[...] with any of: {', '.join(METHODS)})")
-    methods = {}
-    rectified = cfg.saliency.get("gradcam_rectified", False)
-    if not isinstance(rectified, bool):
-        raise ConfigError(f"saliency.gradcam_rectified must be true or false, got {rectified!r}")
-    for name in names:
-        options = {"layer": cfg.saliency.layer} if cfg.saliency.layer and name in ("gradcam", "gradcam++") else {}
-        if rectified and name in ("gradcam", "gradcam++"):
-            options["rectified"] = True
-        if name == "tree":  # a video's tree panel (and a gaze score of trees) grows trees as task=tree does
-            tree = cfg.get("tree") or {}
-            options.update({k: tree[k] for k in ("n", "depth", "min_separation", "root") if k in tree})
-        method = get_method(str(name), **options)
-        method.check(loaded.agent.policy)
-        methods[str(name)] = method
-    return methods
-
-
-def saliency_target(cfg: DictConfig) -> Any:
-    """``action``, ``value`` or an action index (for DQN / QR-DQN: Q(s, a) of the action, max_a Q, Q of an index)."""
-    target = cfg.saliency.target
-    if isinstance(target, str) and target not in ("action", "value"):
-        raise ConfigError(f"saliency.target must be action, value or an action index, got '{target}'")
-    return target
-
-
-def output_dir(configured: str | None, loaded: Loaded, folder: str) -> Path:
-    """``configured``, else <run>/<folder>/, else <checkpoint stem>_<folder>/ beside the file."""
-    if configured:
-        return Path(str(configured)).expanduser().resolve()
-    if loaded.run_dir is not None:
-        return loaded.run_dir / folder
-    return loaded.checkpoint.parent / f"{loaded.checkpoint.stem}_{folder}"
 
 
 def video_stem(checkpoint: str, game: str, methods: list[str], seed: int, episodes: int, target: Any = "action") -> str:
@@ -123,7 +83,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     from fls.evaluation.runner import acting_epsilon
 
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
-    out = output_dir(s.out, loaded, "videos")
+    out = videos_dir(s.out, loaded.run_dir, loaded.checkpoint)
     stem = video_stem(loaded.checkpoint.stem, loaded.game, list(methods), int(s.seed), int(s.episodes), s.target)
     path = out / f"{stem}.{s.format}"
     settings = video_settings(cfg, loaded, list(methods), epsilon)
@@ -153,26 +113,20 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     scores = ", ".join(f"{e.score:g} in {e.length} steps{'' if e.finished else ' (cut)'}" for e in recording.episodes)
     acting = "" if epsilon is None else f", ε-greedy ε={epsilon:g}"
     print(f"{loaded.game} video with {', '.join(methods)}: {path} (score {scores}{acting})")
-    if cfg.logger.wandb.mode != "disabled":
-        import wandb
-
-        from fls.logging import init_wandb_once
-
-        run = init_wandb_once(
-            out / f"{stem}.wandb_id",  # rendering the same video again continues its W&B run
-            out,
-            mode=str(cfg.logger.wandb.mode),
-            project=str(cfg.logger.wandb.project),
-            name=f"video-{loaded.game}-{stem}",
-            config={
-                "checkpoint": str(loaded.checkpoint),
-                "methods": list(methods),
-                "seed": int(s.seed),
-                "epsilon": epsilon,
-            },
-            tags=[f"env:{loaded.game}", "saliency"],
-            job_type="saliency",
-        )
-        run.log({"saliency/video": wandb.Video(str(path), format=str(s.format))})
-        run.finish()
+    publish_to_wandb(
+        out,
+        name=f"video-{loaded.game}-{stem}",
+        mode=str(cfg.logger.wandb.mode),
+        project=str(cfg.logger.wandb.project),
+        job_type="saliency",
+        config={
+            "checkpoint": str(loaded.checkpoint),
+            "methods": list(methods),
+            "seed": int(s.seed),
+            "epsilon": epsilon,
+        },
+        tags=[f"env:{loaded.game}", "saliency"],
+        files={"saliency/video": path},
+        id_file=out / f"{stem}.wandb_id",  # rendering the same video again continues its W&B run
+    )
     return path

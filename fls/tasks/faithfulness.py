@@ -1,6 +1,6 @@
 """``evaluate.py task=faithfulness``: the settings, the output folder (named by methods and baseline, held by
-one writer, never replaced by other settings), the measurement (:mod:`fls.evaluation.faithfulness`) and its
-files (:mod:`fls.evaluation.faithfulness_results`)."""
+one writer, never replaced by other settings), the measurement (:mod:`fls.saliency.metrics.faithfulness`) and its
+files (:mod:`fls.saliency.metrics.faithfulness_results`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from fls.errors import ConfigError
-from fls.evaluation.faithfulness import (
+from fls.locks import LOCK_FILE, hold, remove_orphans
+from fls.model_files import check_finite_scores
+from fls.rundir import evaluation_dir, faithfulness_dir, make_dirs, refuse_other_results
+from fls.saliency.metrics.faithfulness import (
     BASELINE_ORDERS,
     BASELINE_STACKS,
     MEAN_MIN_FRAMES,
@@ -27,14 +30,11 @@ from fls.evaluation.faithfulness import (
     pixel_ranks,
     tie_keys,
 )
-from fls.evaluation.faithfulness_results import FaithfulnessResult, log_to_wandb, write_outputs
-from fls.locks import LOCK_FILE, hold, remove_orphans
-from fls.model_files import check_finite_scores
-from fls.rundir import make_dirs, refuse_other_results
+from fls.saliency.metrics.faithfulness_results import FaithfulnessResult, log_to_wandb, write_outputs
 
 if TYPE_CHECKING:
-    from fls.evaluation.loading import Loaded
-    from fls.evaluation.sanity import SanityResult
+    from fls.agents.loading import Loaded
+    from fls.saliency.metrics.sanity import SanityResult
 
 
 def _positive_int(settings: Mapping[str, Any], key: str, allow_none: bool = False) -> int | None:
@@ -88,8 +88,8 @@ def _settings(cfg: DictConfig) -> dict[str, Any]:
 def faithfulness_task(cfg: DictConfig, loaded: Loaded) -> Path:
     """evaluate.py task=faithfulness: draw frames, score every method and baseline, run the sanity checks, write
     the CSVs, markdown, figures and summary.json, log them to W&B, print the table."""
-    from fls.evaluation.episodes import check_seeds, evaluation_dir
-    from fls.evaluation.video_task import saliency_methods
+    from fls.evaluation.episodes import check_seeds
+    from fls.saliency.settings import saliency_methods
 
     s = _settings(cfg)
     agent = loaded.agent
@@ -106,10 +106,10 @@ def faithfulness_task(cfg: DictConfig, loaded: Loaded) -> Path:
     out = (
         Path(str(configured)).expanduser().resolve()
         if configured
-        else evaluation_dir(cfg, loaded.checkpoint, loaded.run_dir)
+        else faithfulness_dir(
+            evaluation_dir(loaded.run_dir, loaded.checkpoint, cfg.eval.out), list(methods), s["baseline"]
+        )
     )
-    if not configured:
-        out = out / "faithfulness" / faithfulness_folder(list(methods), s["baseline"])
     identity = result_identity(cfg, loaded, s, list(methods))
     make_dirs(out)
     with hold(out / LOCK_FILE, f"faithfulness results in {out}"):  # one writer per results folder
@@ -120,12 +120,6 @@ def faithfulness_task(cfg: DictConfig, loaded: Loaded) -> Path:
 
 # settings that change how the work is batched, not its numbers: a folder's results may be recomputed with others
 _BATCHING = ("batch_size", "map_batch_size")
-
-
-def faithfulness_folder(methods: list[str], baseline: str) -> str:
-    """The default folder below <eval dir>/faithfulness/, named by what it scores so that another set of methods
-    or another baseline never replaces it: ``attention-gradcam_blur``."""
-    return f"{'-'.join(methods)}_{baseline}"
 
 
 def result_identity(cfg: DictConfig, loaded: Loaded, s: Mapping[str, Any], methods: list[str]) -> dict[str, Any]:
@@ -146,7 +140,7 @@ def result_identity(cfg: DictConfig, loaded: Loaded, s: Mapping[str, Any], metho
 
 def _compute_and_write(cfg: DictConfig, loaded: Loaded, s: dict[str, Any], methods: dict, out: Path) -> Path:
     """The work of :func:`faithfulness_task` once its output folder is held."""
-    from fls.evaluation.sanity import cascading_randomisation, randomisation_groups
+    from fls.saliency.metrics.sanity import cascading_randomisation, randomisation_groups
 
     agent = loaded.agent
     policy, device = agent.policy, agent.device

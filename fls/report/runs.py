@@ -1,6 +1,6 @@
 """Reading a sweep for ``task=report``: which training runs it holds, how they are labelled and ordered, and what
-each run has produced (reward curve, evaluation records, gaze summaries). :mod:`fls.evaluation.report_tables`
-aggregates them, :mod:`fls.evaluation.report` writes the report."""
+each run has produced (reward curve, evaluation records, gaze summaries). :mod:`fls.report.tables`
+aggregates them, :mod:`fls.report.make` writes the report."""
 
 from __future__ import annotations
 
@@ -18,7 +18,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from fls.errors import ConfigError
 from fls.evaluation.records import Episode, read_records
-from fls.rundir import CONFIG_FILE, FINAL_MODEL, checkpoints
+from fls.rundir import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    FINAL_MODEL,
+    OUTPUT_DIRS,
+    SUMMARY_FILE,
+    checkpoints,
+    evaluation_dir,
+    gaze_root,
+)
 
 STEP_KEY = "time/total_timesteps"
 REWARD_KEY = "rollout/ep_rew_mean"
@@ -26,7 +35,7 @@ PAPER_GAMES = ("BeamRider", "Breakout", "MsPacman", "SpaceInvaders", "Enduro", "
 """The paper's games, in its table order (other games follow alphabetically)."""
 GAZE_METRICS = ("nss", "kl", "sauc", "cc")
 # Folders of a sweep or a run that never hold a training run (W&B's run folders have a config.yaml of their own).
-_NOT_RUNS = {"wandb", "report", "eval", "gaze", "videos", "checkpoints", "tb"}
+_NOT_RUNS = {"wandb", "tb", CHECKPOINT_DIR, *OUTPUT_DIRS}
 
 
 @dataclass(frozen=True)
@@ -313,7 +322,7 @@ def read_evaluation(run_dir: Path, checkpoint: str | None = None) -> Evaluation 
     stem = checkpoint or evaluated_checkpoint(run_dir)
     if stem is None:
         return None
-    directory = run_dir / "eval" / stem
+    directory = evaluation_dir(run_dir, stem)
     files = sorted(directory.glob("episodes.jsonl")) + sorted(directory.glob("episodes.shard-*-of-*.jsonl"))
     header: dict[str, Any] = {}
     episodes: dict[int, Episode] = {}
@@ -330,7 +339,7 @@ def read_evaluation(run_dir: Path, checkpoint: str | None = None) -> Evaluation 
     return Evaluation(directory, header, [episodes[i] for i in sorted(episodes)])
 
 
-# what a gaze result's numbers depend on besides the model, the game and the method (gaze_task.gaze_settings)
+# what a gaze result's numbers depend on besides the model, the game and the method (fls.tasks.gaze.gaze_settings)
 GAZE_SETTING_KEYS = ("target", "gradcam_rectified", "layer", "max_frames", "splits", "other_frames", "seed", "kl_eps")
 
 
@@ -352,7 +361,7 @@ def read_run_gaze(run_dir: Path, checkpoint: str | None = None) -> RunGaze:
     stem = checkpoint or evaluated_checkpoint(run_dir) or Path(FINAL_MODEL).stem
     found = RunGaze()
     source: dict[tuple[str, str], Path] = {}
-    for path in sorted((run_dir / "gaze").glob("*/summary.json")):
+    for path in sorted(gaze_root(run_dir, run_dir / FINAL_MODEL).glob(f"*/{SUMMARY_FILE}")):
         try:
             summary = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):

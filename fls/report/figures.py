@@ -6,9 +6,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from fls.evaluation.report_runs import REWARD_KEY, Report, label_order, ordered_games
-from fls.evaluation.report_tables import csv_text
+from fls.report.runs import REWARD_KEY, Report, label_order, ordered_games
 from fls.rundir import atomic_path
+from fls.tables import csv_text
 
 
 def plot_curves(report: Report, png: Path, svg: Path) -> None:

@@ -11,12 +11,13 @@ import torch
 from omegaconf import DictConfig
 
 from fls.errors import ConfigError
-from fls.evaluation.video_task import output_dir, saliency_methods, saliency_target
 from fls.locks import LOCK_FILE, hold, remove_orphans
-from fls.rundir import atomic_write_json, make_dirs, refuse_other_results
+from fls.logging import publish_to_wandb
+from fls.rundir import SUMMARY_FILE, atomic_write_json, gaze_dir, make_dirs, refuse_other_results
+from fls.saliency.settings import saliency_methods, saliency_target
 
 if TYPE_CHECKING:
-    from fls.evaluation.loading import Loaded
+    from fls.agents.loading import Loaded
 
 
 def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
@@ -31,8 +32,7 @@ def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
     methods = saliency_methods(cfg, loaded)
     target = saliency_target(cfg)
     settings = gaze_settings(cfg, loaded, game, [t.name for t in trials], list(methods))
-    folder = output_dir(g.out, loaded, "gaze") if g.out else output_dir(None, loaded, "gaze") / gaze_folder(settings)
-    out = make_dirs(folder)
+    out = make_dirs(gaze_dir(g.out, loaded.run_dir, loaded.checkpoint, game, list(methods)))
     with hold(out / LOCK_FILE, f"gaze results in {out}"):  # one writer per results folder
         remove_orphans(out)
         refuse_other_results(out, settings, "gaze", recorded=lambda summary: summary.get("settings"))
@@ -58,12 +58,6 @@ def gaze_settings(cfg: DictConfig, loaded: Loaded, game: str, trials: list[str],
         "seed": int(g.seed),
         "kl_eps": float(g.kl_eps),
     }
-
-
-def gaze_folder(settings: dict[str, Any]) -> str:
-    """The default folder below <run>/gaze/, named by what it scores so that another checkpoint, game or set of
-    methods never replaces it: ``final_model_Breakout_attention-gradcam``."""
-    return f"{settings['checkpoint']}_{settings['game']}_{'-'.join(settings['methods'])}"
 
 
 def check_usable_gaze(trials: list, results: Any) -> None:
@@ -116,34 +110,27 @@ def _score_and_write(
     results.write_markdown(out / "summary.md")
     summary = results.summary()
     record = {"checkpoint": str(loaded.checkpoint), "game": game, "settings": settings, **summary}
-    atomic_write_json(out / "summary.json", record)
+    atomic_write_json(out / SUMMARY_FILE, record)
     print(results.to_markdown())
     print(f"per-frame metrics and summary in {out}")
-    if cfg.logger.wandb.mode != "disabled":
-        import wandb
+    from fls.gaze.scoring import METRICS
 
-        from fls.logging import init_wandb
-
-        run = init_wandb(
-            out,
-            mode=str(cfg.logger.wandb.mode),
-            project=str(cfg.logger.wandb.project),
-            name=f"gaze-{game}-{loaded.checkpoint.stem}",
-            config=settings,
-            tags=[f"env:{game}", "gaze"],
-            job_type="gaze",
-        )
-        from fls.gaze.scoring import METRICS
-
-        rows = []
-        for (game_name, method), values in results.table().items():
-            for metric, column in zip(METRICS, values.T, strict=True):
-                finite = column[np.isfinite(column)]
-                mean = float(finite.mean()) if len(finite) else float("nan")
-                std = float(finite.std()) if len(finite) else float("nan")
-                rows.append([game_name, method, metric, mean, std, len(finite)])
-        columns = ["game", "method", "metric", "mean", "std", "frames"]
-        run.log({"gaze/table": wandb.Table(columns=columns, data=rows)})
-        run.summary.update(summary)
-        run.finish()
+    rows = []
+    for (game_name, method), values in results.table().items():
+        for metric, column in zip(METRICS, values.T, strict=True):
+            finite = column[np.isfinite(column)]
+            mean = float(finite.mean()) if len(finite) else float("nan")
+            std = float(finite.std()) if len(finite) else float("nan")
+            rows.append([game_name, method, metric, mean, std, len(finite)])
+    publish_to_wandb(
+        out,
+        name=f"gaze-{game}-{loaded.checkpoint.stem}",
+        mode=str(cfg.logger.wandb.mode),
+        project=str(cfg.logger.wandb.project),
+        job_type="gaze",
+        config=settings,
+        tags=[f"env:{game}", "gaze"],
+        tables={"gaze/table": (["game", "method", "metric", "mean", "std", "frames"], rows)},
+        summary=summary,
+    )
     return out

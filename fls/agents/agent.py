@@ -134,7 +134,7 @@ def resolve_checkpoint(
         raise ConfigError("give exactly one of run=<run dir> or checkpoint=<file.zip>")
     if run and Path(run).expanduser().is_file():
         raise ConfigError(f"run={run} is a file, not a run directory: give checkpoint={run} to evaluate a model file")
-    from fls.evaluation.zoo import zoo_checkpoint
+    from fls.agents.zoo import zoo_checkpoint
 
     zoo = zoo_checkpoint(run, checkpoint, zoo_model)
     if zoo is not None:
@@ -156,7 +156,7 @@ def run_game(run_dir: Path | None) -> str | None:
     if run_dir is None:
         return None
     if not (run_dir / CONFIG_FILE).is_file():
-        from fls.evaluation.zoo import read_zoo_folder
+        from fls.agents.zoo import read_zoo_folder
 
         return read_zoo_folder(run_dir).game
     return str(OmegaConf.load(run_dir / CONFIG_FILE).env.name)

@@ -18,11 +18,11 @@
    under each curve over the fraction of pixels (trapezoid rule, 0..1) summarises it: deletion lower is better,
    insertion higher. A random order (seeded) and a centre-prior order (fls.gaze.baselines) are scored by the same
    code as the methods.
-4. **Sanity checks** (:mod:`fls.evaluation.sanity`): cascading randomisation of the weights, Spearman rank
+4. **Sanity checks** (:mod:`fls.saliency.metrics.sanity`): cascading randomisation of the weights, Spearman rank
    correlation and SSIM of each method's maps before and after every step.
 
-This module measures (frames, orders, curves); :mod:`fls.evaluation.faithfulness_results` holds and writes the
-results, :mod:`fls.evaluation.faithfulness_task` is ``evaluate.py task=faithfulness``.
+This module measures (frames, orders, curves); :mod:`fls.saliency.metrics.faithfulness_results` holds and writes the
+results, :mod:`fls.tasks.faithfulness` is ``evaluate.py task=faithfulness``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from fls.errors import ConfigError
 from fls.gaze.baselines import CENTER_PRIOR, RANDOM, center_prior
 
 if TYPE_CHECKING:
-    from fls.evaluation.agent import Agent
+    from fls.agents.agent import Agent
 BASELINE_STACKS = ("blur", "mean")
 BASELINE_ORDERS = (RANDOM, CENTER_PRIOR)
 CURVES = ("deletion", "insertion")

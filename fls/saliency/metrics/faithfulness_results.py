@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fls.evaluation.faithfulness import BASELINE_ORDERS, CURVES, Curves, DrawnFrames
-from fls.evaluation.report_tables import csv_text
 from fls.gaze.baselines import CENTER_PRIOR, RANDOM
-from fls.rundir import atomic_path, atomic_write_json, atomic_write_text
+from fls.rundir import SUMMARY_FILE, atomic_path, atomic_write_json, atomic_write_text
+from fls.saliency.metrics.faithfulness import BASELINE_ORDERS, CURVES, Curves, DrawnFrames
+from fls.tables import csv_text, markdown_table
 
 if TYPE_CHECKING:
-    from fls.evaluation.sanity import SanityResult
+    from fls.saliency.metrics.sanity import SanityResult
 
 
 @dataclass
@@ -159,16 +159,17 @@ def faithfulness_markdown(result: FaithfulnessResult, setting: Mapping[str, Any]
         "100 % of the 84×84 pixels (all 4 stacked frames). AUC over the fraction of pixels of the probability of the "
         "action the policy prefers on the clean frame; mean ± std over frames.",
         "",
-        "| Method | Deletion AUC ↓ | Insertion AUC ↑ | Deletion, same action ↓ | Insertion, same action ↑ |",
-        "|---|---:|---:|---:|---:|",
     ]
+    table = []
     for name, row in summary.items():
         label = {RANDOM: "*random order*", CENTER_PRIOR: "*centre prior*"}.get(name, name)
         cells = [
             _fmt(row[k], row[f"{k}_std"])
             for k in ("deletion_auc", "insertion_auc", "deletion_same_auc", "insertion_same_auc")
         ]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        table.append([label, *cells])
+    columns = ["Method", "Deletion AUC ↓", "Insertion AUC ↑", "Deletion, same action ↓", "Insertion, same action ↑"]
+    lines.append(markdown_table(columns, table, "lrrrr"))
     lines += [
         "",
         "'Same action': area under the fraction of frames whose greedy action is still the explained one.",
@@ -177,8 +178,7 @@ def faithfulness_markdown(result: FaithfulnessResult, setting: Mapping[str, Any]
     if result.sanity:
         steps = result.sanity_steps()
         sanity = result.sanity_summary()
-        header = "| Method | " + " | ".join(step_label(s) for s in steps) + " |"
-        rule = "|---|" + "---:|" * len(steps)
+        columns, align = ["Method", *(step_label(s) for s in steps)], "l" + "r" * len(steps)
         lines += [
             "## Sanity checks (cascading randomisation)",
             "",
@@ -189,9 +189,8 @@ def faithfulness_markdown(result: FaithfulnessResult, setting: Mapping[str, Any]
             "",
             "Spearman rank correlation with the trained network's maps (mean ± std over frames):",
             "",
-            header,
-            rule,
         ]
+        spearman = []
         for method, by_step in sanity.items():
             cells = []
             for s in steps:
@@ -199,13 +198,11 @@ def faithfulness_markdown(result: FaithfulnessResult, setting: Mapping[str, Any]
                 if by_step[s]["undefined"]:
                     cell += f" ({by_step[s]['undefined']} constant)"
                 cells.append(cell)
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        lines += ["", "SSIM (Gaussian window 11, σ 1.5, maps in [0, 1]):", "", header, rule]
-        for method, by_step in sanity.items():
-            lines.append(
-                f"| {method} | " + " | ".join(_fmt(by_step[s]["ssim"], by_step[s]["ssim_std"]) for s in steps) + " |"
-            )
-        lines.append("")
+            spearman.append([method, *cells])
+        lines += [markdown_table(columns, spearman, align)]
+        lines += ["", "SSIM (Gaussian window 11, σ 1.5, maps in [0, 1]):", ""]
+        ssim = [[m, *(_fmt(by[s]["ssim"], by[s]["ssim_std"]) for s in steps)] for m, by in sanity.items()]
+        lines += [markdown_table(columns, ssim, align), ""]
     return "\n".join(lines)
 
 
@@ -272,7 +269,7 @@ def write_outputs(result: FaithfulnessResult, setting: Mapping[str, Any], out: P
     atomic_write_text(out / "faithfulness.md", faithfulness_markdown(result, setting))
     summary = {**setting, "results": result.summary(), "sanity": result.sanity_summary()}
     summary["sanity_steps"] = result.sanity_steps()
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / SUMMARY_FILE, summary)
     plot_curves(result, "deletion", out / "deletion.png")
     plot_curves(result, "insertion", out / "insertion.png")
     if result.sanity:
@@ -282,26 +279,12 @@ def write_outputs(result: FaithfulnessResult, setting: Mapping[str, Any], out: P
 
 def log_to_wandb(result: FaithfulnessResult, setting: Mapping[str, Any], out: Path, *, mode: str, project: str) -> None:
     """The AUC and sanity tables and the three figures as a W&B run (job_type=faithfulness)."""
-    import wandb
+    from fls.logging import publish_to_wandb
 
-    from fls.logging import init_wandb
-
-    run = init_wandb(
-        out,
-        mode=mode,
-        project=project,
-        name=f"faithfulness-{setting['game']}-{Path(str(setting['checkpoint'])).stem}",
-        config={k: v for k, v in setting.items() if k not in ("percents", "baseline_text")},
-        tags=[f"env:{setting['game']}", "faithfulness"],
-        job_type="faithfulness",
-    )
     columns = ["method", "kind", "deletion_auc", "deletion_auc_std", "insertion_auc", "insertion_auc_std", "frames"]
     rows = [[name, *(row[c] for c in columns[1:])] for name, row in result.summary().items()]
-    logged: dict[str, Any] = {
-        "faithfulness/table": wandb.Table(columns=columns, data=rows),
-        "faithfulness/deletion": wandb.Image(str(out / "deletion.png")),
-        "faithfulness/insertion": wandb.Image(str(out / "insertion.png")),
-    }
+    tables: dict[str, tuple[list[str], list[list[Any]]]] = {"faithfulness/table": (columns, rows)}
+    files = {"faithfulness/deletion": out / "deletion.png", "faithfulness/insertion": out / "insertion.png"}
     if result.sanity:
         sanity_rows = [
             [method, step, v["spearman"], v["spearman_std"], v["ssim"], v["ssim_std"], v["undefined"]]
@@ -309,14 +292,21 @@ def log_to_wandb(result: FaithfulnessResult, setting: Mapping[str, Any], out: Pa
             for step, v in by_step.items()
         ]
         sanity_columns = ["method", "step", "spearman", "spearman_std", "ssim", "ssim_std", "undefined"]
-        logged["faithfulness/sanity_table"] = wandb.Table(columns=sanity_columns, data=sanity_rows)
-        logged["faithfulness/sanity"] = wandb.Image(str(out / "sanity.png"))
-    run.log(logged)
-    run.summary.update(
-        {
+        tables["faithfulness/sanity_table"] = (sanity_columns, sanity_rows)
+        files["faithfulness/sanity"] = out / "sanity.png"
+    publish_to_wandb(
+        out,
+        name=f"faithfulness-{setting['game']}-{Path(str(setting['checkpoint'])).stem}",
+        mode=mode,
+        project=project,
+        job_type="faithfulness",
+        config={k: v for k, v in setting.items() if k not in ("percents", "baseline_text")},
+        tags=[f"env:{setting['game']}", "faithfulness"],
+        files=files,
+        tables=tables,
+        summary={
             f"faithfulness/{name}/{key}": row[key]
             for name, row in result.summary().items()
             for key in ("deletion_auc", "insertion_auc")
-        }
+        },
     )
-    run.finish()
