@@ -249,7 +249,7 @@ def test_final_relu_off_lets_features_go_negative(atari_obs: torch.Tensor) -> No
     [
         (
             {"name": "resnet"},
-            "unknown model 'resnet' (valid: daqn, dense_fls, maxpool_cnn, nature_cnn, rs, sparse_fls)",
+            "model.name=resnet: one of nature_cnn, sparse_fls, dense_fls, rs, daqn, maxpool_cnn",
         ),
         ({"name": "nature_cnn", "sum_pool": True}, "model.sum_pool does not apply to nature_cnn (its options: none)"),
         ({"name": "sparse_fls", "pad_input": True}, "model.pad_input does not apply to sparse_fls"),

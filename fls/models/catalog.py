@@ -61,7 +61,9 @@ def model_info(name: str) -> ModelInfo:
 
 
 def check_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a model config (name, options, entropy_lambda) and return the extractor's constructor kwargs.
+    """Check what depends on the model (which options apply to it, options that contradict each other) and return
+    the extractor's constructor kwargs. Each option's type, range and choices are checked by its declaration
+    (fls/config_schema.py's ModelConfig), before this.
 
     Options left at None are not set. Raises ConfigError naming the problem and the valid choices.
     """
@@ -77,9 +79,6 @@ def check_model_config(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
             valid = _choices(info.options) if info.options else "none"
             raise ConfigError(f"model.{key} does not apply to {name} (its options: {valid})")
 
-    from fls.config_schema import ModelConfig, check_node
-
-    check_node(cfg, ModelConfig, "model.")  # each option's type, range and choices: declared once, there
     lam = cfg.get("entropy_lambda") or 0.0
     if lam > 0 and not info.attention:
         raise ConfigError(

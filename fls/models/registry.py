@@ -50,5 +50,8 @@ def model_spec(name: str) -> ModelSpec:
 
 def extractor_kwargs(model_cfg: Mapping[str, Any]) -> tuple[type[FeatureExtractor], dict[str, Any]]:
     """Validate a model config (fls/models/catalog.py) and return (extractor class, constructor kwargs)."""
+    from fls.config_schema import ModelConfig, check_node
+
+    check_node(model_cfg, ModelConfig, "model.")  # each option's type, range and choices, declared once there
     kwargs = check_model_config(model_cfg)
     return MODELS[str(model_cfg.get("name"))].cls, kwargs
