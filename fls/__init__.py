@@ -25,10 +25,29 @@ __all__ = [
     "Run",
     "evaluate",
     "explain",
+    "faithfulness",
     "load",
+    "report_sweep",
+    "score_gaze",
+    "stats",
     "train",
+    "trees",
+    "video",
 ]
-_API = {"EvalResult", "Run", "evaluate", "explain", "load", "train"}
+_API = {
+    "EvalResult",
+    "Run",
+    "evaluate",
+    "explain",
+    "faithfulness",
+    "load",
+    "report_sweep",
+    "score_gaze",
+    "train",
+    "trees",
+    "video",
+}
+# Names kept apart from the packages of the same concept (fls.gaze, fls.report), whose import would bind them here.
 
 
 def __getattr__(name: str) -> Any:
@@ -36,4 +55,8 @@ def __getattr__(name: str) -> Any:
         from fls import api
 
         return getattr(api, name)
+    if name == "stats":
+        import importlib
+
+        return importlib.import_module("fls.stats")
     raise AttributeError(f"module 'fls' has no attribute {name!r}")

@@ -65,29 +65,15 @@ def load(
     Raises:
         fls.FlsError: a missing or unsafe file, an unknown game, a model that does not fit the game.
     """
-    from fls.agents.agent import load_agent, resolve_checkpoint, run_game
-    from fls.envs import get_game, make_vec_env
-    from fls.envs.games import GAMES
-    from fls.runtime import resolve_device
+    from fls.agents.agent import resolve_checkpoint
+    from fls.agents.loading import load_checked
 
     path = _path(source, "source")
     if not path.exists():
         raise ConfigError(f"{path} does not exist (a run directory, a checkpoint .zip or an rl-zoo3 folder)")
     run, checkpoint = (str(path), None) if path.is_dir() else (None, str(path))
     checkpoint_file, run_dir = resolve_checkpoint(run, checkpoint, zoo_model)
-    trained = run_game(run_dir)
-    if game is not None and trained is not None and game != trained:
-        raise ConfigError(f"game={game} but the run was trained on {trained}; leave game out to use the run's game")
-    chosen = game or trained
-    if chosen is None:
-        raise ConfigError(f"{path} does not say which game it plays: pass game= (valid: {', '.join(sorted(GAMES))})")
-    spec = get_game(chosen)
-    probe = make_vec_env(spec, num_envs=1, seed=0)
-    n_actions = int(probe.action_space.n)
-    probe.close()
-    agent = load_agent(checkpoint_file, resolve_device(device), n_actions=n_actions, allow_pickle=allow_pickle)
-    agent.game, agent.run_dir = spec.name, run_dir
-    return agent
+    return load_checked(checkpoint_file, run_dir, game, device, allow_pickle, option="game").agent
 
 
 def explain(
@@ -184,20 +170,17 @@ def evaluate(
         fls.FlsError: bad arguments, seeds the agent was trained on, records in ``out`` made with other settings.
         fls.errors.Interrupted: SIGINT/SIGTERM stopped it (the records finished so far are kept in ``out``).
     """
+    from fls.agents.loading import loaded
     from fls.evaluation.runner import acting_epsilon, run_episodes
     from fls.evaluation.summary import statistics
 
     for name, value, low in (("episodes", episodes, 1), ("num_envs", num_envs, 1), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ConfigError(f"{name}={value!r}: an integer >= {low}")
-    if agent.game is None:
-        raise ConfigError("the agent does not know its game: load it with fls.load(source, game=...)")
+    spec = loaded(agent).spec
     greedy = bool(deterministic) if deterministic is not None else False
     if out is not None:
         return _evaluate_to_folder(agent, episodes, num_envs, seed, greedy, _path(out, "out"), progress)
-    from fls.envs import get_game
-
-    spec = get_game(agent.game)
     _check_seeds(agent, seed, num_envs)
     records = run_episodes(
         agent,
@@ -224,40 +207,228 @@ def _check_seeds(agent: Agent, seed: int, num_envs: int) -> None:
 def _evaluate_to_folder(
     agent: Agent, episodes: int, num_envs: int, seed: int, greedy: bool, out: Path, progress: bool
 ) -> EvalResult:
-    from fls.agents.loading import evaluation_config
+    from fls.agents.loading import loaded
     from fls.evaluation.episodes import evaluate_episodes
     from fls.evaluation.records import records_path, scan_records
 
-    source = {"run": str(agent.run_dir)} if _is_run_source(agent) else {"checkpoint": str(agent.path)}
-    cfg = evaluation_config(
-        **source,
-        **{
-            "env": {"name": agent.game},
-            "device": str(agent.device),
-            "eval.episodes": episodes,
-            "eval.num_envs": num_envs,
-            "eval.seed": seed,
-            "eval.deterministic": greedy,
-            "eval.out": str(out),
-            "logger.wandb.mode": "disabled",
-        },
-    )
-    stats = evaluate_episodes(cfg)
+    settings = {
+        "eval.episodes": episodes,
+        "eval.num_envs": num_envs,
+        "eval.seed": seed,
+        "eval.deterministic": greedy,
+        "eval.out": str(out),
+    }
+    stats = evaluate_episodes(_task_config(agent, "disabled", **settings), loaded(agent))
     scan = scan_records(records_path(out, 0, 1))
     records = sorted((e for e in scan.episodes if e.index < episodes), key=lambda e: e.index)
     return EvalResult(stats if stats is not None else {"episodes": len(records), "mean": math.nan}, records, out)
 
 
-def _is_run_source(agent: Agent) -> bool:
-    """Whether ``agent`` is its run directory's evaluated model (evaluate.py run=<dir> plays that file)."""
-    if agent.run_dir is None:
-        return False
-    from fls.agents.agent import resolve_checkpoint
+def _task_config(agent: Agent, wandb: str, **settings: Any) -> Any:
+    """evaluate.py's config for a task on ``agent`` (its source, game and device) with ``settings``, checked by the
+    schema as the command line's is."""
+    from fls.agents.loading import evaluation_config
 
-    try:
-        return resolve_checkpoint(str(agent.run_dir), None)[0] == agent.path
-    except ConfigError:
-        return False
+    source = {"run": str(agent.run_dir)} if agent.run_dir is not None else {"checkpoint": str(agent.path)}
+    return evaluation_config(
+        **source,
+        **{"env": {"name": agent.game}, "device": str(agent.device), "logger.wandb.mode": wandb},
+        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()},
+    )
+
+
+def _given(prefix: str, **values: Any) -> dict[str, Any]:
+    """Dotted settings for the values given (None: the setting's default; paths as text)."""
+    return {f"{prefix}.{k}": (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
+
+
+def video(
+    agent: Agent,
+    methods: Sequence[str] = ("attention", "gradcam", "fullgrad++"),
+    *,
+    episodes: int = 1,
+    seed: int = 2000,
+    max_steps: int = 3000,
+    target: str | int = "action",
+    deterministic: bool = False,
+    normalize: str = "video",
+    fps: int = 30,
+    format: str = "mp4",
+    out: str | Path | None = None,
+    wandb: str = "disabled",
+) -> Path:
+    """Record a saliency video, as ``evaluate.py video=true``: seeded games with each method's map beside the frame.
+
+    Args:
+        agent: from :func:`load`.
+        methods: saliency methods, one panel each (``tree`` draws the attention tree).
+        episodes: games played (seeded from ``seed``).
+        seed: seed of the first game and of the action sampler.
+        max_steps: agent steps of the video at most.
+        target: what the maps explain: ``"action"`` (the action taken), ``"value"`` or an action index.
+        deterministic: greedy actions instead of sampled ones.
+        normalize: ``"video"`` (one maximum per method over the video) or ``"frame"``.
+        fps: frames per second.
+        format: ``"mp4"`` or ``"gif"``.
+        out: the folder (None: ``<run>/videos/``, or beside the model file).
+        wandb: ``"disabled"``, ``"offline"`` or ``"online"``.
+
+    Returns:
+        The video's path (named by what it shows; its settings are kept beside it in ``<name>.json``).
+    """
+    from fls.agents.loading import loaded
+    from fls.tasks.video import saliency_video
+
+    settings = _given(
+        "saliency",
+        methods=list(methods),
+        episodes=episodes,
+        seed=seed,
+        max_steps=max_steps,
+        target=target,
+        deterministic=deterministic,
+        normalize=normalize,
+        fps=fps,
+        format=format,
+        out=out,
+    )
+    return saliency_video(_task_config(agent, wandb, **settings), loaded(agent))
+
+
+def trees(
+    agent: Agent,
+    steps: Sequence[int] = (100, 200),
+    *,
+    n: int = 3,
+    depth: int | None = None,
+    root: str = "relevance",
+    seed: int = 2000,
+    target: str | int = "action",
+    out: str | Path | None = None,
+    wandb: str = "disabled",
+) -> list[Path]:
+    """Attention trees at chosen steps of a seeded game, as ``evaluate.py task=tree``: PNG, 3-D HTML and JSON each.
+
+    Args:
+        agent: from :func:`load`.
+        steps: agent steps of the game to explain.
+        n: children per node (and roots).
+        depth: layers below the roots (None: down to the input pixels).
+        root: ``"relevance"`` (roots weighted by the target's relevance) or ``"attention"`` (by the attention).
+        seed: the game's seed.
+        target: what the trees explain: ``"action"``, ``"value"`` or an action index.
+        out: the folder (None: ``<run>/trees/``).
+        wandb: ``"disabled"``, ``"offline"`` or ``"online"``.
+
+    Returns:
+        The PNG files written.
+    """
+    from fls.agents.loading import loaded
+    from fls.tasks.tree import attention_tree_task
+
+    settings = _given("tree", steps=list(steps), n=n, depth=depth, root=root, out=out)
+    settings |= _given("saliency", seed=seed, target=target)
+    return attention_tree_task(_task_config(agent, wandb, **settings), loaded(agent))
+
+
+def faithfulness(
+    agent: Agent,
+    methods: Sequence[str] = ("attention", "gradcam", "fullgrad++"),
+    *,
+    frames: int = 256,
+    baseline: str = "blur",
+    percent_step: int = 5,
+    sanity: bool = True,
+    sanity_frames: int | None = 64,
+    seed: int = 0,
+    out: str | Path | None = None,
+    wandb: str = "disabled",
+) -> Path:
+    """Deletion / insertion curves of each method (beside a random and a centre-prior order) and cascading
+    randomisation sanity checks, as ``evaluate.py task=faithfulness``.
+
+    Args:
+        agent: from :func:`load`.
+        methods: the saliency methods to score.
+        frames: network inputs drawn (seeded) from the evaluation games.
+        baseline: what replaces pixels: ``"blur"`` or ``"mean"`` (the per-pixel mean of the other frames).
+        percent_step: pixels removed per step, in % (must divide 100).
+        sanity: run the cascading-randomisation sanity checks.
+        sanity_frames: frames the sanity checks use (None: all).
+        seed: frame draws, random order, tie breaking, randomised weights.
+        out: the folder (None: ``<run>/eval/<model>/faithfulness/<methods>_<baseline>/``).
+        wandb: ``"disabled"``, ``"offline"`` or ``"online"``.
+
+    Returns:
+        The folder holding the CSVs, markdown, figures and ``summary.json``.
+    """
+    from fls.agents.loading import loaded
+    from fls.tasks.faithfulness import faithfulness_task
+
+    settings = _given(
+        "faithfulness",
+        frames=frames,
+        baseline=baseline,
+        percent_step=percent_step,
+        sanity=sanity,
+        seed=seed,
+        out=out,
+    )
+    settings |= {"faithfulness.sanity_frames": sanity_frames, "saliency.methods": list(methods)}
+    return faithfulness_task(_task_config(agent, wandb, **settings), loaded(agent))
+
+
+def score_gaze(
+    agent: Agent,
+    data: str | Path,
+    methods: Sequence[str] = ("attention", "gradcam", "fullgrad++"),
+    *,
+    max_frames: int | None = None,
+    out: str | Path | None = None,
+    wandb: str = "disabled",
+) -> Path:
+    """Agreement of each method's maps with Atari-HEAD human gaze (NSS, KL, CC, shuffled AUC) beside the baselines,
+    as ``evaluate.py task=gaze``.
+
+    Args:
+        agent: from :func:`load`.
+        data: the Atari-HEAD directory, as published.
+        methods: the saliency methods to score.
+        max_frames: network inputs per trial (None: all).
+        out: the folder (None: ``<run>/gaze/<model>_<game>_<methods>/``).
+        wandb: ``"disabled"``, ``"offline"`` or ``"online"``.
+
+    Returns:
+        The folder holding the tables and ``summary.json``.
+    """
+    from fls.agents.loading import loaded
+    from fls.tasks.gaze import gaze_agreement
+
+    settings = _given("gaze", data=Path(data), max_frames=max_frames, out=out)
+    settings["saliency.methods"] = list(methods)
+    return gaze_agreement(_task_config(agent, wandb, **settings), loaded(agent))
+
+
+def report_sweep(
+    sweep: str | Path | Sequence[str | Path], *, out: str | Path | None = None, wandb: str = "disabled"
+) -> Path:
+    """Tables and figures of a sweep (reward curves, evaluated scores, gaze agreement), as ``evaluate.py
+    task=report``.
+
+    Args:
+        sweep: a multirun directory, or a list of run directories.
+        out: the folder (None: ``<sweep dir>/report/``).
+        wandb: ``"disabled"``, ``"offline"`` or ``"online"``.
+
+    Returns:
+        The report's folder.
+    """
+    from fls.agents.loading import evaluation_config
+    from fls.report.make import make_report
+
+    runs = str(sweep) if isinstance(sweep, (str, Path)) else [str(s) for s in sweep]
+    settings = {"task": "report", "sweep": runs, "logger.wandb.mode": wandb, **_given("report", out=out)}
+    return make_report(evaluation_config(**settings))
 
 
 @dataclass

@@ -484,7 +484,7 @@ def main(cfg: DictConfig) -> float | None:
             model = train(cfg, run_dir)
         except TrainingStopped as stopped:  # in a sweep, one job's end does not end the others (fls/sweep.py)
             return job_stopped(sweep_dir, job, run_dir, str(stopped), stopped.exit_code, stopped.interrupted)
-        stats = after_training(cfg, run_dir)
+        stats = after_training(cfg, run_dir, model)  # the tasks use the trained model in memory
     return report_objective(model, run_dir, stats)
 
 

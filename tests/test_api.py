@@ -64,7 +64,7 @@ def test_an_sb3_zip_needs_its_game(tmp_path) -> None:
     env = make_vec_env("Pong", num_envs=1, seed=0)
     sb3.PPO("CnnPolicy", env, device="cpu", n_steps=8, batch_size=8).save(tmp_path / "ppo.zip")
     env.close()
-    with pytest.raises(fls.FlsError, match=r"does not say which game it plays: pass game="):
+    with pytest.raises(fls.FlsError, match=r"needs game=<game> \(the file does not say which game it plays"):
         fls.load(tmp_path / "ppo.zip")
     agent = fls.load(tmp_path / "ppo.zip", game="Pong", device="cpu")
     assert (agent.game, agent.algorithm, agent.run_dir) == ("Pong", "PPO", None)
@@ -90,6 +90,28 @@ def test_bad_input_raises_fls_error_not_system_exit(tiny_run, tmp_path) -> None:
     for call, message in cases:
         with pytest.raises(fls.FlsError, match=message):
             call()
+
+
+@pytest.mark.slow
+def test_videos_trees_faithfulness_and_reports_from_python(tiny_run, tmp_path) -> None:
+    """Each task of evaluate.py as a call on a loaded agent, writing what the command writes."""
+    agent = fls.load(tiny_run, device="cpu")
+    video = fls.video(agent, ["attention", "gradcam"], max_steps=6, out=tmp_path / "videos")
+    assert video.parent == tmp_path / "videos" and video.is_file() and video.suffix == ".mp4"
+    assert json.loads(video.with_name(video.name + ".json").read_text())["max_steps"] == 6
+    pngs = fls.trees(agent, [2], n=2, depth=1, out=tmp_path / "trees")
+    assert len(pngs) == 1 and pngs[0].is_file() and pngs[0].with_suffix(".json").is_file()
+    folder = fls.faithfulness(
+        agent, ["gradcam"], frames=4, percent_step=50, sanity_frames=2, out=tmp_path / "faithfulness"
+    )
+    assert (folder / "summary.json").is_file()
+    report = fls.report_sweep([tiny_run], out=tmp_path / "report")
+    assert (report / "report.md").is_file()
+    with pytest.raises(fls.FlsError, match=r"saliency\.max_steps=0"):
+        fls.video(agent, max_steps=0)
+    with pytest.raises(fls.FlsError, match=r"gaze"):
+        fls.score_gaze(agent, tmp_path / "no-atari-head")
+    assert not (tiny_run / "videos").exists()  # refusals wrote nothing
 
 
 @pytest.mark.slow

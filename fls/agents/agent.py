@@ -211,6 +211,16 @@ def load_agent(
     )
 
 
+def agent_in_memory(model: Any, path: Path, game: str, run_dir: Path | None = None) -> Agent:
+    """An :class:`Agent` of a model already in memory that was saved to ``path`` (training's final model): the
+    same agent :func:`load_agent` would read back from that file, without reading it."""
+    model.policy.set_training_mode(False)
+    name = type(model).__name__
+    channels_last = tuple(model.observation_space.shape) == (84, 84, 4)
+    stochastic = name in ("AttentionPPO", "PPO", "A2C")
+    return Agent(model, path, file_digest(path), name, stochastic, channels_last, game=game, run_dir=run_dir)
+
+
 def saved_exploration_rate(path: Path) -> float | None:
     """The ε a DQN / QR-DQN archive acts with (``exploration_rate``, else ``exploration_final_eps``), read from the
     archive's JSON ``data`` without unpickling anything; None if it records neither."""

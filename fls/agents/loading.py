@@ -28,14 +28,20 @@ def evaluation_config(**overrides: Any) -> DictConfig:
     return cfg
 
 
-def _game(cfg: DictConfig, run_dir: Path | None) -> str:
-    chosen = OmegaConf.select(cfg, "env.name", default=None)
+def choose_game(chosen: str | None, run_dir: Path | None, option: str = "env") -> str:
+    """The game to play: the one chosen (``env=`` on the command line, ``game=`` in the API), checked against the
+    run's own; the run's when none is chosen; a ConfigError when neither says."""
     trained = run_game(run_dir)
     if chosen and trained and chosen != trained:
-        raise ConfigError(f"env={chosen} but the run was trained on {trained}; drop env= to use the run's game")
+        raise ConfigError(
+            f"{option}={chosen} but the run was trained on {trained}; drop {option}= to use the run's game"
+        )
     game = chosen or trained
     if game is None:
-        raise ConfigError(f"checkpoint=<zip> from outside fls needs env=<game> (valid: {', '.join(sorted(GAMES))})")
+        raise ConfigError(
+            f"a model file from outside fls needs {option}=<game> (the file does not say which game it plays; valid: "
+            f"{', '.join(sorted(GAMES))})"
+        )
     return str(game)
 
 
@@ -58,15 +64,31 @@ class Loaded:
 def load(cfg: DictConfig) -> Loaded:
     """Resolve run=/checkpoint=, the game and the device, and load the agent checked against the game."""
     checkpoint, run_dir = resolve_checkpoint(cfg.run, cfg.checkpoint, zoo_model(cfg))
-    game = _game(cfg, run_dir)
-    spec = get_game(game)
-    device = resolve_device(str(cfg.device))
+    chosen = OmegaConf.select(cfg, "env.name", default=None)
+    return load_checked(checkpoint, run_dir, chosen, str(cfg.device), allow_pickle_flag(cfg))
+
+
+def load_checked(
+    checkpoint: Path, run_dir: Path | None, game: str | None, device: str, allow_pickle: bool, option: str = "env"
+) -> Loaded:
+    """Load ``checkpoint`` for ``game`` (None: the run's) on ``device``, checked as every task needs it: it fits the
+    game's observations and actions, its parameters are finite, and so are its scores on the game's first frame."""
+    spec = get_game(choose_game(game, run_dir, option))
     probe = make_vec_env(spec, num_envs=1, seed=0)
     try:
         n_actions = int(probe.action_space.n)
-        agent = load_agent(checkpoint, device, n_actions=n_actions, allow_pickle=allow_pickle_flag(cfg))
+        agent = load_agent(checkpoint, resolve_device(device), n_actions=n_actions, allow_pickle=allow_pickle)
         # Before any task writes anything: a model whose scores overflow on the game's first input is refused here.
         check_finite_scores(agent.scores(probe.reset()), str(checkpoint), "on the game's first frame")
     finally:
         probe.close()
-    return Loaded(agent, checkpoint, run_dir, game, spec)
+    agent.game, agent.run_dir = spec.name, run_dir
+    return Loaded(agent, checkpoint, run_dir, spec.name, spec)
+
+
+def loaded(agent: Agent) -> Loaded:
+    """What a task starts from, for an agent already in memory (fls.load's, or the model training just made)."""
+    if agent.game is None:
+        raise ConfigError("the agent does not know its game: load it with fls.load(source, game=...)")
+    spec = get_game(agent.game)
+    return Loaded(agent, agent.path, agent.run_dir, spec.name, spec)

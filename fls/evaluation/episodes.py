@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fls.agents.loading import load
+from fls.agents.loading import Loaded, load
 from fls.errors import ConfigError, Interrupted
 from fls.evaluation.records import EpisodeLog, records_path, scan_records, shard_episodes
 from fls.evaluation.runner import acting_epsilon, run_episodes
@@ -44,11 +44,14 @@ def check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
         )
 
 
-def evaluate_episodes(cfg: DictConfig) -> dict[str, Any] | None:
-    """Play this shard's missing episodes, append their records, and summarise when every shard is complete."""
+def evaluate_episodes(cfg: DictConfig, loaded: Loaded | None = None) -> dict[str, Any] | None:
+    """Play this shard's missing episodes, append their records, and summarise when every shard is complete.
+
+    ``loaded``: the agent to play (one already in memory, e.g. right after training); None: load it from
+    ``cfg.run`` / ``cfg.checkpoint``."""
     ev = dict(cfg.eval)  # checked against fls/config_schema.py by whoever composed cfg (evaluation_config too)
     indices = shard_episodes(ev["episodes"], ev["shard"], ev["num_shards"], ev["num_envs"])
-    loaded = load(cfg)
+    loaded = loaded if loaded is not None else load(cfg)
     agent, checkpoint, run_dir, game, spec = loaded.agent, loaded.checkpoint, loaded.run_dir, loaded.game, loaded.spec
     check_seeds(cfg, run_dir)
     max_steps = int(ev["max_episode_steps"] or spec.eval_max_episode_steps)

@@ -11,19 +11,21 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from fls.agents.loading import evaluation_config, load
+from fls.agents.loading import Loaded, evaluation_config, load
 from fls.evaluation.episodes import evaluate_episodes
 from fls.rundir import FINAL_MODEL, evaluation_dir
 
 
-def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+def after_training(cfg: DictConfig, run_dir: Path, model: Any = None) -> dict[str, Any] | None:
     """What the config asks for once the budget is reached: an evaluation (evaluate.py's protocol) and a
     saliency video, both written into the run directory as evaluate.py would. Returns the evaluation's
     statistics, with the first ``seed`` and the ``records`` folder (None when none ran).
 
     ``after_training.eval_seed`` null plays evaluate.py's own episodes (its ``eval.seed``, records in
     ``eval/final_model/``, which ``evaluate.py run=<run>`` continues); another seed keeps its records apart, in
-    ``eval/final_model_seed<seed>/``, so that a search can select on episodes the final evaluation never plays."""
+    ``eval/final_model_seed<seed>/``, so that a search can select on episodes the final evaluation never plays.
+
+    ``model``: the trained model, still in memory (saved as the run's final model); None: read that file."""
     after = cfg.after_training
     common = {
         "run": str(run_dir),
@@ -42,7 +44,7 @@ def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
             settings["eval.seed"] = seed
             settings["eval.out"] = str(evaluation_dir(run_dir, f"{Path(FINAL_MODEL).stem}_seed{seed}"))
         eval_cfg = evaluation_config(**common, **settings)
-        stats = evaluate_episodes(eval_cfg)
+        stats = evaluate_episodes(eval_cfg, _in_memory(model, run_dir, cfg))
         if stats is not None:
             stats = {
                 **stats,
@@ -55,5 +57,15 @@ def after_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
         video_cfg = evaluation_config(
             **common, **{"saliency.methods": list(after.video_methods), "saliency.max_steps": int(after.video_steps)}
         )
-        saliency_video(video_cfg, load(video_cfg))
+        saliency_video(video_cfg, _in_memory(model, run_dir, cfg) or load(video_cfg))
     return stats
+
+
+def _in_memory(model: Any, run_dir: Path, cfg: DictConfig) -> Loaded | None:
+    """The trained model as the tasks' agent, without reading back the file it was just saved to."""
+    if model is None:
+        return None
+    from fls.agents.agent import agent_in_memory
+    from fls.agents.loading import loaded
+
+    return loaded(agent_in_memory(model, run_dir / FINAL_MODEL, str(cfg.env.name), run_dir))
