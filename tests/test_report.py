@@ -319,6 +319,56 @@ def test_table_4_reads_the_evaluated_checkpoint_and_says_what_it_left_out(tmp_pa
     assert rows["attention"]["kl"] == pytest.approx(4.0) and rows["gradcam"]["seeds"] == 1
 
 
+def test_a_sweep_is_aggregated_with_iqm_intervals_profiles_and_improvement(synthetic_sweep, tmp_path) -> None:
+    """2 games x 3 models x 3 seeds: one row per model and metric whose point estimates are rliable's on the
+    human-normalised run means, P(X > Y) for every pair, the three figures, and the section in report.md."""
+    from fls import stats
+
+    runs, _ = find_runs(str(synthetic_sweep))
+    report = build_report(runs, title="Report: test", grid_points=11)
+    files = write_report(report, tmp_path / "report")
+    rows = read_csv(files["aggregates_csv"])
+    models = ("nature_cnn", "sparse_fls λ=0", "sparse_fls λ=0.001")
+    assert {(r["model"], r["metric"]) for r in rows} == {(m, k) for m in models for k in stats.METRICS}
+    # each run's score: its 4 episodes' mean, base + seed + 1.5; columns Breakout, Seaquest
+    raw = np.array([[10.0 + s + 1.5, 200.0 + s + 1.5] for s in (1, 9, 17)])
+    normalised = stats.human_normalise(raw, ["Breakout", "Seaquest"])
+    from scipy.stats import trim_mean
+
+    expected = {
+        "iqm": trim_mean(normalised, 0.25, axis=None),
+        "median": np.median(normalised.mean(axis=0)),
+        "mean": normalised.mean(),
+        "optimality_gap": 1 - np.minimum(normalised, 1).mean(),
+    }
+    for row in rows:
+        assert float(row["value"]) == pytest.approx(expected[row["metric"]])
+        assert float(row["ci_low"]) <= float(row["value"]) + 1e-12 and row["runs"] == "3" and row["games"] == "2"
+    pairs = read_csv(files["improvement_csv"])
+    assert len(pairs) == 6 and all(float(p["probability"]) == 0.5 for p in pairs)  # the same scores: no edge
+    for name in ("aggregate_png", "profile_png", "improvement_png"):
+        assert files[name].read_bytes().startswith(b"\x89PNG")
+    text = files["report_md"].read_text()
+    assert "## Aggregates across games and seeds" in text and "| nature_cnn | iqm |" in text
+    # runs 18 and 19 (Breakout, nature_cnn) have no complete evaluation: left out, not counted as zeros
+    assert "runs per game" in text
+
+
+def test_aggregates_leave_out_what_does_not_compare(tmp_path) -> None:
+    fake_run(tmp_path / "s" / "0", seed=1, scores=[1.0, 2.0])
+    fake_run(tmp_path / "s" / "1", seed=9, scores=[5.0, 6.0], protocol={"deterministic": True})
+    fake_run(tmp_path / "s" / "2", game="Pong", seed=1, scores=[-20.0])
+    fake_run(tmp_path / "s" / "3", game="Pong", seed=9, scores=[-19.0])
+    fake_run(tmp_path / "s" / "4", game="Pong", seed=17, scores=[-18.0])
+    fake_run(tmp_path / "s" / "5", game="BreakoutInfinite", seed=1, scores=[3.0])
+    report = build_report(find_runs(str(tmp_path / "s"))[0], title="t")
+    text = write_report(report, tmp_path / "r")["aggregates_md"].read_text()
+    assert "Breakout left out of the aggregates: its evaluations were played under different protocols" in text
+    assert "BreakoutInfinite left out of the aggregates: no human reference score" in text
+    rows = read_csv(tmp_path / "r" / "aggregates.csv")
+    assert {r["games"] for r in rows} == {"1"} and {r["runs"] for r in rows} == {"3"}  # one game: IQM over seeds
+
+
 def test_evaluations_under_different_protocols_are_named(tmp_path) -> None:
     fake_run(tmp_path / "s" / "0", seed=1, scores=[1.0, 2.0])
     fake_run(tmp_path / "s" / "1", seed=9, scores=[5.0, 6.0], protocol={"deterministic": True})

@@ -32,6 +32,7 @@ import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from fls.errors import ConfigError
+from fls.report.aggregate import aggregate, aggregates_markdown, write_aggregates
 from fls.report.figures import curves_csv, plot_curves
 from fls.report.runs import REWARD_KEY, Report, find_runs
 from fls.report.tables import (
@@ -46,6 +47,7 @@ from fls.report.tables import (
 from fls.rundir import atomic_write_text, report_dir
 from fls.tables import csv_text, markdown_table
 
+FIGURES = ("png", "aggregate_png", "profile_png", "improvement_png")  # reward curves, aggregates, profile, P(X > Y)
 __all__ = ["log_report", "make_report", "parameter_table", "write_report"]
 
 
@@ -70,7 +72,9 @@ def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
     atomic_write_text(files["saliency_md"], saliency_markdown(report))
     atomic_write_text(files["saliency_csv"], csv_text(report.saliency, SALIENCY_COLUMNS))
     atomic_write_text(files["runs_csv"], csv_text(report.status, STATUS_COLUMNS))
-    atomic_write_text(files["report_md"], report_markdown(report, files["png"].name))
+    aggregates = aggregate(report, report.mixed_protocol_games)
+    files |= write_aggregates(aggregates, out_dir)
+    atomic_write_text(files["report_md"], report_markdown(report, files["png"].name, aggregates_markdown(aggregates)))
     return files
 
 
@@ -90,7 +94,7 @@ def log_report(report: Report, files: Mapping[str, Path], *, mode: str, project:
         config={"runs": [str(r.path) for r in report.runs], "checkpoint": report.checkpoint, "ddof": report.ddof},
         tags=["report"],
         group=group,
-        files={"report/reward_curves": files["png"]},
+        files={f"report/{Path(files[name]).stem}": files[name] for name in FIGURES if name in files},
         tables={
             "report/scores": table(report.scores, SCORE_COLUMNS),
             "report/saliency": table(report.saliency, SALIENCY_COLUMNS),

@@ -106,6 +106,7 @@ class Report:
     curve_key: str
     ddof: int
     notes: list[str] = field(default_factory=list)
+    mixed_protocol_games: list[str] = field(default_factory=list)  # games whose evaluations do not compare
 
     @property
     def missing(self) -> list[dict[str, Any]]:

@@ -108,6 +108,7 @@ def build_report(
     labels, games = label_order(runs), ordered_games(runs)
     by_label = {run.label: run for run in runs}
     notes += protocol_notes(evaluations)
+    mixed = sorted({note.split(":", 1)[0] for note in protocol_notes(evaluations)})
     scores = []
     for game in games:
         for label in labels:
@@ -175,7 +176,7 @@ def build_report(
             if found:
                 grid, mean, std = mean_curve(found, grid_points, ddof)
                 curves.append(Curve(game, label, grid, mean, std, len(found)))
-    return Report(title, list(runs), status, scores, saliency, curves, checkpoint, curve_key, ddof, notes)
+    return Report(title, list(runs), status, scores, saliency, curves, checkpoint, curve_key, ddof, notes, mixed)
 
 
 # What decides how an evaluation's games are played; scores made under two of these do not compare.
@@ -345,7 +346,7 @@ def missing_markdown(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
-def report_markdown(report: Report, figure: str = "reward_curves.png") -> str:
+def report_markdown(report: Report, figure: str = "reward_curves.png", aggregates: str = "") -> str:
     """The whole report as one markdown document."""
     models = sorted({r.label for r in report.runs}, key=label_order(report.runs).index)
     seeds = sorted({r.seed for r in report.runs})
@@ -369,6 +370,7 @@ def report_markdown(report: Report, figure: str = "reward_curves.png") -> str:
         "## Evaluation scores",
         "",
         scores_markdown(report),
+        *(["## Aggregates across games and seeds (IQM, CIs, profiles)", "", aggregates] if aggregates else []),
         "## Saliency and human gaze",
         "",
         saliency_markdown(report),
