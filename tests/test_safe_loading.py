@@ -430,7 +430,7 @@ def with_data(**fields):
     [
         ("evil", ["data field 'evil'", "allow_pickle=true"]),
         ("env", ["data field 'env'"]),
-        ("pth", ["cannot be loaded", "UnpicklingError"]),
+        ("pth", ["cannot be loaded", "its weights hold pickled code or objects"]),
         ("nan", ["parameter", "is not finite (1 of", "no earlier checkpoint", "step 0"]),
     ],
 )
