@@ -462,8 +462,10 @@ def train(overrides: Sequence[str] | None = None, *, run_dir: str | Path | None 
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict, read_write
 
-    from fls.cli import CONFIG_DIR, apply_aliases, check_override_values, register_resolvers
+    from fls.cli import CONFIG_DIR, apply_aliases, check_override_values, check_overrides, register_resolvers
     from fls.config_schema import check_config
+    from fls.errors import os_error_message
+    from fls.models.catalog import ALL_OPTIONS, COMMON_KEYS
     from fls.rundir import make_dirs, new_directory
     from fls.training import main
 
@@ -472,6 +474,7 @@ def train(overrides: Sequence[str] | None = None, *, run_dir: str | Path | None 
         raise ConfigError("give the run directory as run_dir=, not hydra.run.dir=")
     if any(a.lstrip("+").startswith("hydra") for a in args):
         raise ConfigError("fls.train takes the run's settings only (no hydra.* or hydra/ overrides: no sweeps)")
+    check_overrides(args, (*COMMON_KEYS, *ALL_OPTIONS))
     check_override_values(args, "train")
     register_resolvers()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -479,12 +482,15 @@ def train(overrides: Sequence[str] | None = None, *, run_dir: str | Path | None 
     check_config(cfg, "train")
     if run_dir is not None and str(run_dir).strip() == "":
         raise ConfigError("run_dir is empty: give a folder, or None for outputs/<date>/<time>_<game>_<model>_seed<N>")
-    if cfg.resume or cfg.dry_run:
-        directory = Path.cwd()
-    elif run_dir is not None:
-        directory = make_dirs(Path(run_dir).expanduser().resolve())
-    else:
-        directory = new_directory(str(cfg.hydra.run.dir))
+    try:
+        if cfg.resume or cfg.dry_run:
+            directory = Path.cwd()
+        elif run_dir is not None:
+            directory = make_dirs(Path(run_dir).expanduser().resolve())
+        else:
+            directory = new_directory(str(cfg.hydra.run.dir))
+    except OSError as error:
+        raise ConfigError(os_error_message(error, "train")) from None
     with read_write(cfg.hydra):
         cfg.hydra.run.dir = str(directory)
         cfg.hydra.runtime.output_dir = str(directory)

@@ -33,7 +33,7 @@ def _video_alias(value: str) -> str | None:
     """``video=true`` -> task=video; ``video=false`` changes nothing; anything else is refused."""
     if value.lower() in ("true", "false"):
         return "video" if value.lower() == "true" else None
-    fail(f"video={value}: true or false (a YAML/Hydra boolean)")
+    raise ConfigError(f"video={value}: true or false (a YAML/Hydra boolean)")
 
 
 # Short forms of evaluate.py: the issue tracker's and the paper's vocabulary mapped onto the config's nodes.
@@ -79,9 +79,9 @@ def check_overrides(args: list[str], known_model_keys: Iterable[str], config_dir
             choices = group_choices(key, config_dir)
             for value in _override_values(override):
                 if value not in choices and value != "null":
-                    fail(f"unknown {key} '{value}' (valid: {', '.join(choices)})")
+                    raise ConfigError(f"unknown {key} '{value}' (valid: {', '.join(choices)})")
         elif key.startswith("model.") and key.split(".", 1)[1] not in known:
-            fail(f"unknown model option '{key}' (valid: {', '.join('model.' + k for k in sorted(known))})")
+            raise ConfigError(f"unknown model option '{key}' (valid: {', '.join('model.' + k for k in sorted(known))})")
 
 
 def register_resolvers() -> None:
@@ -134,8 +134,11 @@ def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
 
     from fls.models.catalog import ALL_OPTIONS, COMMON_KEYS
 
-    sys.argv[1:] = apply_aliases(sys.argv[1:], config_name)
-    check_overrides(sys.argv[1:], (*COMMON_KEYS, *ALL_OPTIONS))
+    try:
+        sys.argv[1:] = apply_aliases(sys.argv[1:], config_name)
+        check_overrides(sys.argv[1:], (*COMMON_KEYS, *ALL_OPTIONS))
+    except ConfigError as error:
+        fail(str(error))
     check_command_line(sys.argv[1:], config_name)
     register_resolvers()
     task = guard_task(task, config_name)

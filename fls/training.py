@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.callbacks import BaseCallback
 
 from fls.envs import get_game, make_vec_env
-from fls.errors import ConfigError
+from fls.errors import ConfigError, FlsError
 from fls.logging import init_wandb, make_logger
 from fls.model_files import allow_pickle_flag
 from fls.models import build_policy, count_parameters, describe_policy, policy_kwargs
@@ -332,7 +332,7 @@ def record_invocation(cfg: DictConfig, run_dir: Path, resumed_from: Path | None)
         handle.write(json.dumps(line) + "\n")
 
 
-class TrainingStopped(Exception):
+class TrainingStopped(FlsError):
     """Training ended before its budget: interrupted by a signal (checkpoint written; exit code 128 + signal) or
     stopped by a NaN or infinity (the newest checkpoint is the last good one; exit code 3)."""
 
@@ -483,6 +483,8 @@ def main(cfg: DictConfig) -> float | None:
         try:
             model = train(cfg, run_dir)
         except TrainingStopped as stopped:  # in a sweep, one job's end does not end the others (fls/sweep.py)
+            if sweep_dir is None:
+                raise  # a single run (train.py, fls.train): the caller reports it (one line, 128 + signal or 3)
             return job_stopped(sweep_dir, job, run_dir, str(stopped), stopped.exit_code, stopped.interrupted)
         stats = after_training(cfg, run_dir, model)  # the tasks use the trained model in memory
     return report_objective(model, run_dir, stats)

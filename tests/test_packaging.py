@@ -3,6 +3,7 @@ from a folder outside the checkout, and the Python API loads, explains and evalu
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -79,17 +80,33 @@ def test_a_wheel_installed_elsewhere_runs_the_commands_and_the_api(tmp_path) -> 
 
     script = textwrap.dedent(
         """
-        import json, fls
-        agent = fls.load("run", device="cpu")
-        maps = fls.explain(agent, __import__("numpy").zeros((2, 4, 84, 84), "uint8"), ["gradcam", "gradient"])
-        result = fls.evaluate(agent, episodes=2, num_envs=2, progress=False)
-        try:
-            fls.load("no-such-run")
-        except fls.FlsError as error:
-            refused = str(error)
-        print(json.dumps({"game": agent.game, "shapes": [list(m.shape) for m in maps.values()],
-                          "episodes": result.summary["episodes"], "refused": refused}))
+        import json, numpy, fls, stable_baselines3
+        from fls.envs import make_vec_env
+
+        run = fls.train(["model=sparse_fls", "env.num_envs=2", "ppo.n_steps=64", "ppo.batch_size=64",
+                         "total_timesteps=128", "logger.wandb.mode=disabled", "logger.tensorboard=false"],
+                        run_dir="api_run")
+        env = make_vec_env("Pong", num_envs=1, seed=0)
+        stable_baselines3.PPO("CnnPolicy", env, n_steps=8, batch_size=8, device="cpu").save("sb3.zip")
+        env.close()
+        out = {}
+        for name, agent in (("run", fls.load(run.dir, device="cpu")), ("sb3", fls.load("sb3.zip", game="Pong"))):
+            maps = fls.explain(agent, numpy.zeros((2, 4, 84, 84), "uint8"), ["gradcam", "gradient"])
+            result = fls.evaluate(agent, episodes=2, num_envs=2, progress=False)
+            video = fls.video(agent, ["gradcam"], max_steps=4, out=f"videos_{name}")
+            out[name] = {"game": agent.game, "shapes": [list(m.shape) for m in maps.values()],
+                         "episodes": result.summary["episodes"], "video": video.is_file()}
+        for bad in (lambda: fls.load("no-such-run"), lambda: fls.train(["model=bogus"]),
+                    lambda: fls.evaluate(agent, episodes=0)):
+            try:
+                bad()
+            except fls.FlsError as error:
+                out.setdefault("refused", []).append(str(error))
+        print(json.dumps(out))
         """
     )
-    out = run(python, "-c", script, cwd=work).stdout.strip().splitlines()[-1]
-    assert '"game": "Breakout"' in out and "[2, 84, 84]" in out and '"episodes": 2' in out and "does not exist" in out
+    out = json.loads(run(python, "-c", script, cwd=work).stdout.strip().splitlines()[-1])
+    assert out["run"] == {"game": "Breakout", "shapes": [[2, 84, 84]] * 2, "episodes": 2, "video": True}
+    assert out["sb3"] == {"game": "Pong", "shapes": [[2, 84, 84]] * 2, "episodes": 2, "video": True}
+    assert len(out["refused"]) == 3 and "does not exist" in out["refused"][0]
+    assert "unknown model 'bogus'" in out["refused"][1]
