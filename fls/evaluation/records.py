@@ -20,7 +20,7 @@ from typing import Any
 
 from fls.config_schema import check_shards
 from fls.errors import ConfigError
-from fls.rundir import atomic_path, atomic_write_text, naming, to_json
+from fls.rundir import ADDED_SETTINGS, atomic_path, atomic_write_text, naming, to_json
 
 FORMAT = "fls.episodes/1"
 # Header keys that are settings of evaluate.py (eval.<key>): a mismatch names the override that continues the records.
@@ -33,13 +33,12 @@ SETTINGS = (
     "num_shards",
     "shard",
 )
-# Header keys added after records were first written, with the value older records were made with.
-ADDED_KEYS = {"repeat_action_probability": 0.0}  # sticky actions: none before the setting existed
 
 
 def header_value(header: dict[str, Any], key: str) -> Any:
-    """A records header's value of ``key``; a key added later (:data:`ADDED_KEYS`) reads as its old value."""
-    return header.get(key, ADDED_KEYS.get(key))
+    """A records header's value of ``key``; a key added later (:data:`fls.rundir.ADDED_SETTINGS`) reads as the value
+    older records were made with."""
+    return header.get(key, ADDED_SETTINGS.get(key))
 
 
 @dataclass(frozen=True)
