@@ -170,7 +170,9 @@ def evaluate(
         fls.FlsError: bad arguments, seeds the agent was trained on, records in ``out`` made with other settings.
         fls.errors.Interrupted: SIGINT/SIGTERM stopped it (the records finished so far are kept in ``out``).
     """
-    from fls.agents.loading import loaded
+    from omegaconf import OmegaConf
+
+    from fls.agents.loading import loaded, repeat_action_probability
     from fls.evaluation.runner import acting_epsilon, run_episodes
     from fls.evaluation.summary import statistics
 
@@ -191,6 +193,8 @@ def evaluate(
         deterministic=greedy,
         epsilon=acting_epsilon(agent, greedy, None),
         max_episode_steps=spec.eval_max_episode_steps,
+        # as evaluate.py's eval.repeat_action_probability=null: the run's sticky actions (0 outside fls)
+        repeat_action_probability=repeat_action_probability(OmegaConf.create({}), agent.run_dir),
         progress=progress,
     )
     records = sorted(records, key=lambda e: e.index)

@@ -136,6 +136,12 @@ class EnvConfig:
 
     name: str = key("the game (env=<game> picks its config)", choices=tuple(sorted(GAMES)))
     num_envs: int = key("envs stepped together (training)", 8, ge=1, main=True)
+    repeat_action_probability: float = key(
+        "sticky actions: chance ALE repeats the previous action at each frame (0: the paper; Machado et al.: 0.25)",
+        0.0,
+        ge=0,
+        le=1,
+    )
 
 
 @dataclass
@@ -247,6 +253,13 @@ class EvalConfig:
     epsilon: float | None = key("epsilon of DQN / QR-DQN; null: the rate saved in the model", None, ge=0, le=1)
     seed: int = key("episode i is played from seed + i", 1000, ge=0, le=MAX_SEED)
     max_episode_steps: int | None = key("agent steps per game; null: the game's default", None, ge=1)
+    repeat_action_probability: float | None = key(
+        "sticky actions of every task that plays (episodes, video, tree, faithfulness); null: the run's training "
+        "value (0 for models from outside fls)",
+        None,
+        ge=0,
+        le=1,
+    )
     shard: int = key("which shard this process plays (0-based)", 0, ge=0, main=True)
     num_shards: int = key("processes splitting the episodes", 1, ge=1, main=True)
     out: str | None = key("null: <run>/eval/<checkpoint name>/", None, main=True, path=True)

@@ -290,6 +290,10 @@ class OutputDirs(Callback):  # type: ignore[misc,valid-type]
             config.hydra.run.dir = str(target)
 
 
+# Settings recorded beside results only since a later version, with the value older results were made with.
+ADDED_SETTINGS: dict[str, Any] = {"repeat_action_probability": 0.0}  # sticky actions: none before the setting
+
+
 def settings_differ(
     path: Path, settings: Mapping[str, Any], recorded: Callable[[Any], Any] = lambda record: record
 ) -> str | None:
@@ -301,8 +305,9 @@ def settings_differ(
         earlier = None
     if not isinstance(earlier, Mapping):
         return "of an unknown set-up"
-    key = next((k for k in settings if earlier.get(k) != settings[k]), None)
-    return None if key is None else f"with {key}={earlier.get(key)!r}, not {settings[key]!r}"
+    old = {**{k: v for k, v in ADDED_SETTINGS.items() if k in settings}, **earlier}
+    key = next((k for k in settings if old.get(k) != settings[k]), None)
+    return None if key is None else f"with {key}={old.get(key)!r}, not {settings[key]!r}"
 
 
 def refuse_other_results(

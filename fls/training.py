@@ -388,7 +388,12 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
         print(f"run {run_dir} already finished ({checkpoint}); nothing to resume")
         return None
     seed = int(cfg.seed)
-    env = make_vec_env(cfg.env.name, num_envs=int(cfg.env.num_envs), seed=seed)
+    env = make_vec_env(
+        cfg.env.name,
+        num_envs=int(cfg.env.num_envs),
+        seed=seed,
+        repeat_action_probability=float(cfg.env.repeat_action_probability),
+    )
     try:
         model = new_model(cfg, env)
         if checkpoint is not None:

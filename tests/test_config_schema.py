@@ -66,7 +66,9 @@ TRAIN_BAD = [
     (["after_training.video=maybe"], "after_training.video=maybe: true or false"),
     (["after_training.video_methods=[attention,foo]"], "after_training.video_methods=[attention,foo]: a list"),
     (["experiment=quickstart", "env.num_envs=0"], "env.num_envs=0: an integer >= 1"),
-    (["env.num_env=4"], "env.num_env=4: unknown key (keys of env: name, num_envs)"),
+    (["env.num_env=4"], "env.num_env=4: unknown key (keys of env: name, num_envs, repeat_action_probability)"),
+    (["env.repeat_action_probability=1.5"], "env.repeat_action_probability=1.5: a finite number >= 0 and <= 1"),
+    (["env.repeat_action_probability=-0.1"], "env.repeat_action_probability=-0.1: a finite number >= 0 and <= 1"),
     (["sed=1"], "sed=1: unknown key (top-level keys: model, env"),
     (["seed=[1"], "seed=[1: cannot parse"),
     # Unknown keys however they are written, keys and groups the config needs, Hydra's own groups and folders.
@@ -104,6 +106,8 @@ EVALUATE_BAD = [
     (["eval.seed=-1"], "eval.seed=-1: an integer >= 0"),
     (["eval.shard=-1"], "eval.shard=-1: an integer >= 0"),
     (["eval.max_episode_steps=0"], "eval.max_episode_steps=0: an integer >= 1, or null"),
+    (["eval.repeat_action_probability=1.5"], "eval.repeat_action_probability=1.5: a finite number >= 0 and <= 1, or"),
+    (["eval.repeat_action_probability=-0.1"], "eval.repeat_action_probability=-0.1: a finite number >= 0 and <= 1"),
     # Before: "an integer >= 1 and <= 100", which 7 is
     (["faithfulness.percent_step=7"], "faithfulness.percent_step=7: an integer that divides 100 (1, 2, 4, 5, 10,"),
     (["task=train"], "task=train: one of episodes, merge, video, gaze, report"),
@@ -241,8 +245,17 @@ def test_sweeper_params_of_a_preset_are_checked(capsys) -> None:
 
 
 def test_presets_compose_to_valid_configs() -> None:
-    for experiment in ("quickstart", "paper", "paper_grid", "lambda_sweep"):
+    for experiment in ("quickstart", "paper", "paper_grid", "lambda_sweep", "machado"):
         check_composed(_compose("train", [f"experiment={experiment}"], hydra=True))
+
+
+def test_machado_preset_sets_sticky_actions() -> None:
+    """experiment=machado plays with sticky actions 0.25 (any game); the default is the paper's 0."""
+    assert _compose("train", [])["env"]["repeat_action_probability"] == 0.0
+    for args in (["experiment=machado"], ["env=Pong", "experiment=machado"], ["experiment=machado", "env=Seaquest"]):
+        cfg = _compose("train", args, hydra=True)
+        check_composed(cfg)
+        assert cfg.env.repeat_action_probability == 0.25
 
 
 def _leaves(node, prefix: str = "") -> set[str]:

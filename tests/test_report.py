@@ -377,12 +377,24 @@ def test_evaluations_under_different_protocols_are_named(tmp_path) -> None:
     report = build_report(find_runs(str(tmp_path / "s"))[0], title="t")
     assert report.notes == [
         "Breakout: the evaluations were played under different protocols and do not compare: "
-        "deterministic=False, epsilon=None, max_episode_steps=30000 in 0, 2; "
-        "deterministic=True, epsilon=None, max_episode_steps=30000 in 1"
+        "deterministic=False, epsilon=None, max_episode_steps=30000, repeat_action_probability=0.0 in 0, 2; "
+        "deterministic=True, epsilon=None, max_episode_steps=30000, repeat_action_probability=0.0 in 1"
     ]  # Seaquest's own step limit is no difference: games are compared within a game
     assert "- Breakout: the evaluations were played under different protocols" in (
         write_report(report, tmp_path / "r")["report_md"].read_text()
     )
+
+
+def test_evaluations_with_other_sticky_actions_are_named(tmp_path) -> None:
+    """Sticky actions are part of the protocol; records made before the key existed count as 0 (no note)."""
+    fake_run(tmp_path / "s" / "0", seed=1, scores=[1.0, 2.0])  # an old header: no repeat_action_probability
+    fake_run(tmp_path / "s" / "1", seed=2, scores=[3.0], protocol={"repeat_action_probability": 0.0})
+    assert build_report(find_runs(str(tmp_path / "s"))[0], title="t").notes == []
+    fake_run(tmp_path / "s" / "2", seed=3, scores=[5.0], protocol={"repeat_action_probability": 0.25})
+    (note,) = build_report(find_runs(str(tmp_path / "s"))[0], title="t").notes
+    assert note.startswith("Breakout: the evaluations were played under different protocols and do not compare")
+    assert "repeat_action_probability=0.0 in 0, 1;" in note
+    assert "repeat_action_probability=0.25 in 2" in note
 
 
 def test_labels_carry_lambda_only_when_it_tells_something(tmp_path) -> None:

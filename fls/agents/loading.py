@@ -13,6 +13,7 @@ from fls.envs import get_game, make_vec_env
 from fls.envs.games import GAMES, GameSpec
 from fls.errors import ConfigError
 from fls.model_files import allow_pickle_flag, check_finite_scores
+from fls.rundir import CONFIG_FILE
 from fls.runtime import resolve_device
 
 
@@ -43,6 +44,21 @@ def choose_game(chosen: str | None, run_dir: Path | None, option: str = "env") -
             f"{', '.join(sorted(GAMES))})"
         )
     return str(game)
+
+
+def repeat_action_probability(cfg: DictConfig, run_dir: Path | None) -> float:
+    """The sticky actions every evaluation task plays with: ``eval.repeat_action_probability``, or when it is null
+    the run's training value (``env.repeat_action_probability``; 0 for a run made before the setting existed and for
+    models from outside fls, which the baselines protocol trained)."""
+    from fls.envs.preprocess import check_sticky
+
+    chosen = OmegaConf.select(cfg, "eval.repeat_action_probability", default=None)
+    if chosen is not None:
+        return check_sticky(chosen)
+    if run_dir is None or not (run_dir / CONFIG_FILE).is_file():
+        return 0.0
+    trained = OmegaConf.select(OmegaConf.load(run_dir / CONFIG_FILE), "env.repeat_action_probability", default=None)
+    return check_sticky(trained or 0.0)
 
 
 def zoo_model(cfg: DictConfig) -> str:

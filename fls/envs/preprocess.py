@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from fls.errors import ConfigError
+
 __all__ = [
     "FRAME_SIZE",
     "FRAME_SKIP",
@@ -29,6 +31,7 @@ __all__ = [
     "NoopSampler",
     "StepOutput",
     "c_seed",
+    "check_sticky",
     "fire_reset_actions",
     "resize_frame",
     "rgb_to_gray",
@@ -94,6 +97,14 @@ class NoopSampler:
 def c_seed(seed: int) -> int:
     """Map any integer seed to the C ``int`` seed of the C++ env: ``seed mod 2**31`` (negative = unseeded there)."""
     return int(seed) % (1 << 31)
+
+
+def check_sticky(repeat_action_probability: float) -> float:
+    """ALE's ``repeat_action_probability`` (sticky actions, Machado et al. 2018) as a float, checked in [0, 1]."""
+    p = float(repeat_action_probability)
+    if not 0.0 <= p <= 1.0:  # also refuses nan
+        raise ConfigError(f"repeat_action_probability={repeat_action_probability}: a number >= 0 and <= 1")
+    return p
 
 
 def fire_reset_actions(action_names: Sequence[str]) -> tuple[int, ...]:

@@ -24,7 +24,7 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs, VecEnvStepReturn
 
 from fls.envs.games import GameSpec, get_game
-from fls.envs.preprocess import FRAME_SIZE, FRAME_STACK, EpisodeLogic, c_seed, fire_reset_actions
+from fls.envs.preprocess import FRAME_SIZE, FRAME_STACK, EpisodeLogic, c_seed, check_sticky, fire_reset_actions
 from fls.envs.single import AtariCore, make_core
 from fls.envs.vec_base import AtariVecEnvBase
 
@@ -49,12 +49,17 @@ class PythonAtariVecEnv(AtariVecEnvBase):
         clip_rewards: bool = True,
         episodic_life: bool = True,
         max_episode_steps: int | None = None,
+        repeat_action_probability: float = 0.0,
     ) -> None:
         """Create the envs (unseeded until :meth:`seed`; seeds are applied at the next :meth:`reset`)."""
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.game = game
-        self.cores: list[AtariCore] = [make_core(game, rgb=False) for _ in range(num_envs)]
+        self.repeat_action_probability = check_sticky(repeat_action_probability)
+        self.cores: list[AtariCore] = [
+            make_core(game, rgb=False, repeat_action_probability=self.repeat_action_probability)
+            for _ in range(num_envs)
+        ]
         self.action_meanings: list[str] = list(self.cores[0].action_names)
         self._logic = EpisodeLogic(
             num_envs,
@@ -169,6 +174,7 @@ def make_python_vec_env(
     clip_rewards: bool = True,
     episodic_life: bool = True,
     max_episode_steps: int | None = None,
+    repeat_action_probability: float = 0.0,
 ) -> PythonAtariVecEnv:
     """:func:`fls.envs.vector.make_vec_env` on the Python path: env ``i`` seeded ``seed + i`` at the first reset."""
     env = PythonAtariVecEnv(
@@ -177,6 +183,7 @@ def make_python_vec_env(
         clip_rewards=clip_rewards,
         episodic_life=episodic_life,
         max_episode_steps=max_episode_steps,
+        repeat_action_probability=repeat_action_probability,
     )
     env.seed(seed)
     return env

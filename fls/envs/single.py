@@ -3,7 +3,8 @@
 Used where the agent's view must be shown next to the real screen (videos of saliency maps). The stack,
 innermost first:
 
-1. ``ale_py.AtariEnv`` — ``frameskip=1``, no sticky actions, minimal action set, no ALE frame limit;
+1. ``ale_py.AtariEnv`` — ``frameskip=1``, sticky actions as asked (``repeat_action_probability``, default 0),
+   minimal action set, no ALE frame limit;
    only its ``reset`` (ROM load and seeding) and its ``ale`` handle are used.
 2. :class:`AtariCore` — a step-for-step Python twin of ale-py's C++ ``PreprocessedEnv`` as the vector env
    configures it: no-op reset drawn by :class:`~fls.envs.preprocess.NoopSampler` (the same generator as
@@ -37,6 +38,7 @@ from fls.envs.preprocess import (
     EpisodeLogic,
     NoopSampler,
     c_seed,
+    check_sticky,
     fire_reset_actions,
     resize_frame,
 )
@@ -106,7 +108,8 @@ class AtariCore(gymnasium.Wrapper):
         """Reset the game (reseeding the no-op generator when ``seed`` is given) and do the reset no-ops.
 
         The ALE seed itself does not matter without sticky actions (checked: identical play across ALE
-        seeds in all registered games), so AtariEnv's own derivation of it from ``seed`` is harmless.
+        seeds in all registered games), so AtariEnv's own derivation of it from ``seed`` is harmless. With sticky
+        actions it drives ALE's repeats: reproducible per seed, but not the C++ env's play for the same seed.
         """
         if seed is not None:
             self._noops.seed(seed)
@@ -263,6 +266,7 @@ def make_single_env(
     clip_rewards: bool = False,
     episodic_life: bool = True,
     max_episode_steps: int | None = None,
+    repeat_action_probability: float = 0.0,
 ) -> gymnasium.Env:
     """Make one Atari env with the semantics of :func:`fls.envs.vector.make_vec_env` and RGB frames in ``info``.
 
@@ -273,12 +277,13 @@ def make_single_env(
         clip_rewards: return ``sign(reward)`` (statistics stay unclipped).
         episodic_life: a life loss ends the learner episode (the game goes on).
         max_episode_steps: agent-step limit of a game (evaluation), None for none.
+        repeat_action_probability: sticky actions (ALE's; 0: the baselines protocol, Machado et al.: 0.25).
 
     Returns:
         A gymnasium env with (4, 84, 84) uint8 observations and ``info["rgb"]``, ``info["lives"]``,
         ``info["game_over"]`` and, when a game ends, ``info["episode"]``.
     """
-    core = make_core(game)
+    core = make_core(game, repeat_action_probability=repeat_action_probability)
     return AtariLearnerEnv(
         core,
         seed=c_seed(seed),
@@ -288,17 +293,18 @@ def make_single_env(
     )
 
 
-def make_core(game: str | GameSpec, *, rgb: bool = True) -> AtariCore:
+def make_core(game: str | GameSpec, *, rgb: bool = True, repeat_action_probability: float = 0.0) -> AtariCore:
     """Make the :class:`AtariCore` of ``game`` (unseeded until its first ``reset(seed=...)``).
 
     ``rgb`` keeps the raw RGB frame in ``info["rgb"]`` and ``render()``; the Python vector env turns it off.
+    ``repeat_action_probability``: ALE's sticky actions, checked in [0, 1].
     """
     spec = game if isinstance(game, GameSpec) else get_game(game)
     base = AtariEnv(
         game=spec.rom,
         obs_type="rgb",
         frameskip=1,
-        repeat_action_probability=0.0,
+        repeat_action_probability=check_sticky(repeat_action_probability),
         full_action_space=False,
         max_num_frames_per_episode=None,
         render_mode="rgb_array" if rgb else None,

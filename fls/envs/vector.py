@@ -32,7 +32,9 @@ Semantics checked against ale-py 0.12.1 with probe scripts (what can be pinned i
   as a separate step); ``lives`` is then the new game's. ``reset(options={"reset_mask": m})`` resets only
   the envs of ``m`` (used by the agent-step limit) and reports the others unchanged.
 * Emulation does not depend on the ALE seed without sticky actions (identical play across ALE seeds in
-  all registered games), so only the no-op generator has to match across the two paths.
+  all registered games), so only the no-op generator has to match across the two paths. With sticky actions
+  (``repeat_action_probability > 0``, Machado et al. 2018) ALE draws from its own seeded generator at every raw
+  frame: play is still reproducible per seed, but the two paths seed ALE differently, so they no longer match.
 * Env ``i`` is seeded ``seed + i`` (mod 2**31: the C++ seed is an ``int`` and negative means unseeded).
 """
 
@@ -54,6 +56,7 @@ from fls.envs.preprocess import (
     NOOP_MAX,
     EpisodeLogic,
     c_seed,
+    check_sticky,
     fire_reset_actions,
 )
 from fls.envs.python_vector import PythonAtariVecEnv, make_python_vec_env
@@ -82,17 +85,19 @@ class AtariVecEnv(AtariVecEnvBase):
         episodic_life: bool = True,
         max_episode_steps: int | None = None,
         num_threads: int = 0,
+        repeat_action_probability: float = 0.0,
     ) -> None:
         """Create the C++ envs (unseeded until :meth:`seed`; seeds are applied at the next :meth:`reset`)."""
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.game = game
+        self.repeat_action_probability = check_sticky(repeat_action_probability)
         self._venv = AtariVectorEnv(
             game.rom,
             num_envs,
             num_threads=num_threads,
             max_num_frames_per_episode=game.max_frames,
-            repeat_action_probability=0.0,
+            repeat_action_probability=self.repeat_action_probability,
             full_action_space=False,
             autoreset_mode="SameStep",
             img_height=FRAME_SIZE,
@@ -211,6 +216,7 @@ def make_vec_env(
     max_episode_steps: int | None = None,
     num_threads: int = 0,
     backend: Literal["auto", "native", "python"] = "auto",
+    repeat_action_probability: float = 0.0,
 ) -> AtariVecEnv | PythonAtariVecEnv:
     """Make ``num_envs`` copies of ``game`` with the baselines Atari protocol, env ``i`` seeded ``seed + i``.
 
@@ -226,9 +232,12 @@ def make_vec_env(
         max_episode_steps: agent-step limit of a game (evaluation), None for none.
         num_threads: C++ worker threads, 0 for ``min(num_envs, cores)`` (unused on the Python path).
         backend: ``"auto"`` (native C++ when the game allows), ``"native"`` or ``"python"``.
+        repeat_action_probability: sticky actions: the chance that ALE repeats the previous raw-frame action
+            instead of the chosen one, at every raw frame (0: the baselines protocol; Machado et al.: 0.25).
 
     Raises:
-        ConfigError (a ValueError): ``backend="native"`` for a game that needs the Python path, or an unknown backend.
+        ConfigError (a ValueError): ``backend="native"`` for a game that needs the Python path, an unknown backend,
+        or a ``repeat_action_probability`` outside [0, 1].
     """
     spec = game if isinstance(game, GameSpec) else get_game(game)
     if backend not in ("auto", "native", "python"):
@@ -243,6 +252,7 @@ def make_vec_env(
             clip_rewards=clip_rewards,
             episodic_life=episodic_life,
             max_episode_steps=max_episode_steps,
+            repeat_action_probability=repeat_action_probability,
         )
     env = AtariVecEnv(
         spec,
@@ -251,6 +261,7 @@ def make_vec_env(
         episodic_life=episodic_life,
         max_episode_steps=max_episode_steps,
         num_threads=num_threads,
+        repeat_action_probability=repeat_action_probability,
     )
     env.seed(seed)
     return env

@@ -8,9 +8,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fls.agents.loading import Loaded, load
+from fls.agents.loading import Loaded, load, repeat_action_probability
 from fls.errors import ConfigError, Interrupted
-from fls.evaluation.records import EpisodeLog, records_path, scan_records, shard_episodes
+from fls.evaluation.records import EpisodeLog, header_value, records_path, scan_records, shard_episodes
 from fls.evaluation.runner import acting_epsilon, run_episodes
 from fls.evaluation.summary import log_to_wandb, write_summary
 from fls.locks import hold, remove_orphans
@@ -56,6 +56,7 @@ def evaluate_episodes(cfg: DictConfig, loaded: Loaded | None = None) -> dict[str
     check_seeds(cfg, run_dir)
     max_steps = int(ev["max_episode_steps"] or spec.eval_max_episode_steps)
     epsilon = acting_epsilon(agent, bool(ev["deterministic"]), ev.get("epsilon"))
+    sticky = repeat_action_probability(cfg, run_dir)
 
     out_dir = evaluation_dir(run_dir, checkpoint, cfg.eval.out)
     meta = {
@@ -68,6 +69,7 @@ def evaluate_episodes(cfg: DictConfig, loaded: Loaded | None = None) -> dict[str
         "deterministic": bool(ev["deterministic"]) or (not agent.stochastic and not epsilon),
         "epsilon": epsilon,  # Q-learning agents' ε-greedy (drawn from each episode's generator); null: sampled
         "max_episode_steps": max_steps,
+        "repeat_action_probability": sticky,  # sticky actions (records made before the key: 0)
         "num_envs": ev["num_envs"],
         "num_shards": ev["num_shards"],
     }
@@ -96,6 +98,7 @@ def evaluate_episodes(cfg: DictConfig, loaded: Loaded | None = None) -> dict[str
                     deterministic=bool(ev["deterministic"]),
                     epsilon=epsilon,
                     max_episode_steps=max_steps,
+                    repeat_action_probability=sticky,
                     on_episode=log.append,
                     should_stop=lambda: stop.requested,
                 )
@@ -163,14 +166,13 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
         for episode in scan.episodes:
             episodes.setdefault(episode.index, episode)
     keys = ("digest", "game", "episodes", "seed", "deterministic", "epsilon", "max_episode_steps", "num_envs")
-    keys = (*keys, "num_shards")
+    keys = (*keys, "repeat_action_probability", "num_shards")
     for header in headers[1:]:
         for key in keys:
             # A shard extended to a larger eval.episodes before the others is not a disagreement, only unfinished.
-            if key != "episodes" and header.get(key) != headers[0].get(key):
-                raise ConfigError(
-                    f"shard files in {out_dir} disagree on {key} ({headers[0].get(key)} vs {header.get(key)})"
-                )
+            first, other = header_value(headers[0], key), header_value(header, key)
+            if key != "episodes" and other != first:
+                raise ConfigError(f"shard files in {out_dir} disagree on {key} ({first} vs {other})")
     num_shards, streams = (int(headers[0][k]) for k in ("num_shards", "num_envs"))
     total = max(int(header["episodes"]) for header in headers)
     episodes = {index: episode for index, episode in episodes.items() if index < total}
@@ -186,5 +188,6 @@ def merge(out_dir: Path, cfg: DictConfig, required: bool = True) -> dict[str, An
         print(message)
         return None
     meta = {key: headers[0][key] for key in (*keys, "checkpoint", "algorithm") if key in headers[0]}
+    meta["repeat_action_probability"] = header_value(headers[0], "repeat_action_probability")
     meta["episodes"] = total
     return summarise(out_dir, list(episodes.values()), {**meta, "skipped_lines": skipped}, cfg)

@@ -20,11 +20,25 @@ from typing import Any
 
 from fls.config_schema import check_shards
 from fls.errors import ConfigError
-from fls.rundir import atomic_path, atomic_write_text, naming, to_json
+from fls.rundir import ADDED_SETTINGS, atomic_path, atomic_write_text, naming, to_json
 
 FORMAT = "fls.episodes/1"
 # Header keys that are settings of evaluate.py (eval.<key>): a mismatch names the override that continues the records.
-SETTINGS = ("seed", "deterministic", "max_episode_steps", "num_envs", "num_shards", "shard")
+SETTINGS = (
+    "seed",
+    "deterministic",
+    "max_episode_steps",
+    "repeat_action_probability",
+    "num_envs",
+    "num_shards",
+    "shard",
+)
+
+
+def header_value(header: dict[str, Any], key: str) -> Any:
+    """A records header's value of ``key``; a key added later (:data:`fls.rundir.ADDED_SETTINGS`) reads as the value
+    older records were made with."""
+    return header.get(key, ADDED_SETTINGS.get(key))
 
 
 @dataclass(frozen=True)
@@ -148,10 +162,11 @@ class EpisodeLog:
         scan = scan_records(self.path)
         old = scan.header
         for key, value in self.header.items():
-            if key not in ("checkpoint", "episodes") and old.get(key) != value:
-                fix = f"add eval.{key}={old.get(key)} to continue them, or " if key in SETTINGS else ""
+            recorded = header_value(old, key)
+            if key not in ("checkpoint", "episodes") and recorded != value:
+                fix = f"add eval.{key}={recorded} to continue them, or " if key in SETTINGS else ""
                 raise ConfigError(
-                    f"{self.path} holds records with {key}={old.get(key)}, not {value}: {fix}pass another eval.out "
+                    f"{self.path} holds records with {key}={recorded}, not {value}: {fix}pass another eval.out "
                     "(or delete the file) instead of mixing two evaluations"
                 )
         for episode in scan.episodes:

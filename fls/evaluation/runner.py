@@ -153,6 +153,7 @@ def run_episodes(
     deterministic: bool = False,
     epsilon: float | None = None,
     max_episode_steps: int | None = None,
+    repeat_action_probability: float = 0.0,
     on_episode: Callable[[Episode], None] = lambda _: None,
     progress: bool = True,
     num_threads: int = 0,
@@ -163,6 +164,10 @@ def run_episodes(
     base_seed + stream) and return their records in finishing order.
 
     ``epsilon``: the ε of a Q-learning agent (:func:`acting_epsilon`; None: greedy), ignored when ``deterministic``.
+    ``repeat_action_probability``: sticky actions (0: the paper's protocol). With sticky actions ALE's repeat draws
+    continue across the games of a stream, so a game's outcome also depends on the stream's earlier games: an
+    interrupted and resumed evaluation plays other (equally valid) games after the resume point than an
+    uninterrupted one.
     ``on_episode`` is called as each episode ends (evaluation appends it to the records file there).
     ``should_stop`` is asked before each step: once it answers True the episodes in play are dropped and the
     episodes finished so far returned.
@@ -189,6 +194,7 @@ def run_episodes(
                 episodic_life=True,
                 max_episode_steps=max_episode_steps,
                 num_threads=num_threads,
+                repeat_action_probability=repeat_action_probability,
             ),
             part,
             todo,

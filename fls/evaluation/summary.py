@@ -44,7 +44,8 @@ def markdown(stats: dict[str, Any], meta: dict[str, Any]) -> str:
         f"{meta.get('game')}, {stats['episodes']} episodes, "
         f"{meta.get('num_envs')} envs seeded {meta.get('seed')}..{meta.get('seed', 0) + meta.get('num_envs', 1) - 1},"
         f" {'greedy' if meta.get('deterministic') else 'sampled'} actions, time limit {meta.get('max_episode_steps')} "
-        f"agent steps, checkpoint sha256 {meta.get('digest')}.",
+        f"agent steps, sticky actions {meta.get('repeat_action_probability') or 0:g}, "
+        f"checkpoint sha256 {meta.get('digest')}.",
         "",
     ]
     ci = stats["ci95"]

@@ -25,13 +25,14 @@ from fls.report.runs import (
     label_order,
     numbers_differ,
 )
-from fls.rundir import SUMMARY_FILE, atomic_write_text, evaluation_dir, faithfulness_root
+from fls.rundir import ADDED_SETTINGS, SUMMARY_FILE, atomic_write_text, evaluation_dir, faithfulness_root
 from fls.tables import csv_text, markdown_table
 
 METRICS = ("deletion_auc", "insertion_auc", "deletion_same_auc", "insertion_same_auc", "full_spearman")
 LABELS = {"deletion_auc": "Deletion AUC ↓", "insertion_auc": "Insertion AUC ↑", "full_spearman": "ρ random net ↓"}
 # settings that change a faithfulness result's numbers besides the model and the methods (faithfulness._settings)
 SETTING_KEYS = ("frames", "games", "max_steps", "percent_step", "seed", "blur_sigma", "eval_seed", "deterministic")
+SETTING_KEYS += ("repeat_action_probability",)  # sticky actions; results made before the key: 0
 BASELINE_LABELS = {"random": "*random order*", "center_prior": "*centre prior*"}
 COLUMNS = (
     "game",
@@ -82,7 +83,7 @@ def faithfulness_rows(report: Report, notes: list[str] | None = None) -> list[di
         taken: dict[tuple[str, str], tuple[Path, dict[str, Any]]] = {}
         for folder, summary in read_faithfulness(run.path, report.checkpoint):
             baseline = str(summary.get("baseline", "blur"))
-            setting = ", ".join(f"{k}={summary.get(k)}" for k in SETTING_KEYS)
+            setting = ", ".join(f"{k}={summary.get(k, ADDED_SETTINGS.get(k))}" for k in SETTING_KEYS)
             settings.setdefault((run.game, baseline), {}).setdefault(setting, []).append(run.name)
             sanity = summary.get("sanity", {})
             for method, row in summary.get("results", {}).items():

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from fls.evaluation.records import header_value
 from fls.report.runs import (
     GAZE_METRICS,
     REWARD_KEY,
@@ -180,17 +181,18 @@ def build_report(
 
 
 # What decides how an evaluation's games are played; scores made under two of these do not compare.
-PROTOCOL_KEYS = ("deterministic", "epsilon", "max_episode_steps")
+PROTOCOL_KEYS = ("deterministic", "epsilon", "max_episode_steps", "repeat_action_probability")
 
 
 def protocol_notes(evaluations: Mapping[tuple[str, str], Sequence[tuple[Run, Evaluation]]]) -> list[str]:
     """One note per game whose evaluations were played under different protocols (greedy or sampled actions, ε,
-    the step limit), naming the runs of each: their scores, pooled in a cell or set side by side, do not compare."""
+    the step limit, sticky actions: records made before that key count as 0), naming the runs of each: their
+    scores, pooled in a cell or set side by side, do not compare."""
     notes = []
     by_game: dict[str, dict[str, list[str]]] = {}
     for (game, _label), cell in evaluations.items():
         for run, evaluation in cell:
-            protocol = ", ".join(f"{k}={evaluation.header.get(k)}" for k in PROTOCOL_KEYS)
+            protocol = ", ".join(f"{k}={header_value(evaluation.header, k)}" for k in PROTOCOL_KEYS)
             by_game.setdefault(game, {}).setdefault(protocol, []).append(run.name)
     for game, protocols in by_game.items():
         if len(protocols) > 1:

@@ -170,6 +170,7 @@ def play(
     epsilon: float = 0.0,
     max_steps: int | None = None,
     max_episode_steps: int | None = None,
+    repeat_action_probability: float = 0.0,
     map_batch: int = 32,
     on_step: Callable[[StepRecord], None] | None = None,
     progress: bool = False,
@@ -188,6 +189,7 @@ def play(
         epsilon: Q-networks only: the probability of a uniformly random action (ε-greedy).
         max_steps: stop after this many agent steps in total (the last game is then ``finished=False``).
         max_episode_steps: agent-step limit of a game (the env's time limit).
+        repeat_action_probability: sticky actions (0: the paper's protocol; Machado et al.: 0.25).
         map_batch: steps whose non-attention maps are computed together.
         on_step: called with a :class:`StepRecord` for every step, in order.
         progress: show progress (a bar on a terminal, else a plain line every few seconds).
@@ -204,7 +206,14 @@ def play(
     chosen = resolve_methods(methods)
     for _, method in chosen:
         method.check(policy)  # fail before playing, not after the first batch
-    env = make_single_env(game, seed, clip_rewards=False, episodic_life=True, max_episode_steps=max_episode_steps)
+    env = make_single_env(
+        game,
+        seed,
+        clip_rewards=False,
+        episodic_life=True,
+        max_episode_steps=max_episode_steps,
+        repeat_action_probability=repeat_action_probability,
+    )
     names = env.get_action_meanings()
     generator = torch.Generator().manual_seed(seed)
     records: list[EpisodeRecord] = []
@@ -407,6 +416,7 @@ def record_video(
     epsilon: float = 0.0,
     max_steps: int | None = None,
     max_episode_steps: int | None = None,
+    repeat_action_probability: float = 0.0,
     normalize: Normalize = "video",
     show_input: bool = True,
     scale: int = 2,
@@ -462,6 +472,7 @@ def record_video(
         epsilon=epsilon,
         max_steps=max_steps,
         max_episode_steps=max_episode_steps,
+        repeat_action_probability=repeat_action_probability,
         map_batch=map_batch,
         on_step=keep,
         progress=progress,

@@ -124,12 +124,15 @@ _BATCHING = ("batch_size", "map_batch_size")
 
 def result_identity(cfg: DictConfig, loaded: Loaded, s: Mapping[str, Any], methods: list[str]) -> dict[str, Any]:
     """What the numbers of a faithfulness result depend on (kept in its summary.json)."""
+    from fls.agents.loading import repeat_action_probability
+
     return {
         "checkpoint": str(loaded.checkpoint),
         "digest": loaded.agent.digest,
         "game": loaded.game,
         "eval_seed": int(cfg.eval.seed),
         "deterministic": bool(cfg.eval.deterministic),
+        "repeat_action_probability": repeat_action_probability(cfg, loaded.run_dir),
         **{k: v for k, v in s.items() if k not in _BATCHING},
         "methods": methods,
         "target": "action",
@@ -167,6 +170,7 @@ def _compute_and_write(cfg: DictConfig, loaded: Loaded, s: dict[str, Any], metho
         seed=s["seed"],
         deterministic=bool(cfg.eval.deterministic),
         max_steps=s["max_steps"],
+        repeat_action_probability=result_identity(cfg, loaded, s, [])["repeat_action_probability"],
     )
     n = len(drawn.observations)
     if n < s["frames"]:

@@ -33,6 +33,7 @@ def tree_steps(value: Any) -> list[int]:
 
 def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     """Play the seeded games, grow the tree of every chosen step, write PNG/HTML/JSON, log them; returns the PNGs."""
+    from fls.agents.loading import repeat_action_probability
     from fls.saliency import get_method
     from fls.saliency.tree_views import tree_image, write_html, write_png
     from fls.saliency.video import play
@@ -52,6 +53,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     out = trees_dir(t.out, loaded.run_dir, loaded.checkpoint)
     stem = f"{loaded.checkpoint.stem}_{loaded.game}_seed{seed}"
     wanted = set(steps)
+    sticky = repeat_action_probability(cfg, loaded.run_dir)
     written: list[tuple[str, Path, Path]] = []
 
     def on_step(record: StepRecord) -> None:
@@ -68,7 +70,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
         meta = {"checkpoint": str(loaded.checkpoint), "game": loaded.game, "seed": seed}
         meta |= {"episode": record.episode, "step": record.step, "action_name": record.action_name}
         meta |= {"n": method.n, "depth": method.depth, "min_separation": method.min_separation}
-        meta |= {"tree_root": method.root}
+        meta |= {"tree_root": method.root, "repeat_action_probability": sticky}
         atomic_write_json(out / f"{name}.json", {**meta, **tree.to_dict()}, indent=1)
         written.append((name, png, html))
 
@@ -84,6 +86,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
         # One game: stop right after the last chosen step; more games must be played to their end.
         max_steps=min(int(s.max_steps), last) if episodes == 1 else int(s.max_steps),
         max_episode_steps=loaded.spec.eval_max_episode_steps,
+        repeat_action_probability=sticky,
         on_step=on_step,
     )
     for index, record in enumerate(records):

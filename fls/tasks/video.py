@@ -29,6 +29,8 @@ def video_stem(checkpoint: str, game: str, methods: list[str], seed: int, episod
 
 def video_settings(cfg: DictConfig, loaded: Loaded, methods: list[str], epsilon: float | None) -> dict[str, Any]:
     """Everything a video's frames depend on, kept beside it in ``<video>.json``; the name holds the main ones."""
+    from fls.agents.loading import repeat_action_probability
+
     s = cfg.saliency
     settings = {
         "checkpoint": str(loaded.checkpoint),
@@ -42,6 +44,7 @@ def video_settings(cfg: DictConfig, loaded: Loaded, methods: list[str], epsilon:
         "epsilon": epsilon,
         "max_steps": int(s.max_steps),
         "max_episode_steps": loaded.spec.eval_max_episode_steps,
+        "repeat_action_probability": repeat_action_probability(cfg, loaded.run_dir),
         "normalize": str(s.normalize),
         "input_panel": bool(s.input_panel),
         "fps": int(s.fps),
@@ -104,6 +107,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
             epsilon=epsilon or 0.0,
             max_steps=int(s.max_steps),
             max_episode_steps=loaded.spec.eval_max_episode_steps,
+            repeat_action_probability=settings["repeat_action_probability"],
             normalize=str(s.normalize),
             show_input=bool(s.input_panel),
             fps=int(s.fps),

@@ -82,11 +82,13 @@ def draw_frames(
     deterministic: bool = False,
     max_steps: int | None = None,
     progress: bool = True,
+    repeat_action_probability: float = 0.0,
 ) -> DrawnFrames:
     """Play evaluation episodes 0..games-1 (the first game of streams 0..games-1, as :func:`run_episodes` plays
     them) and draw ``frames`` of their inputs uniformly (reservoir sampling; fewer if the games are shorter).
 
     ``max_steps`` stops after that many inputs in all (None: the games are played to their end).
+    ``repeat_action_probability``: sticky actions, as the evaluation plays them.
     """
     from fls.envs import make_vec_env
     from fls.evaluation.runner import choose_actions, episode_rng
@@ -99,6 +101,7 @@ def draw_frames(
         clip_rewards=False,
         episodic_life=True,
         max_episode_steps=max_episode_steps,
+        repeat_action_probability=repeat_action_probability,
     )
     reservoir = np.empty((frames, *env.observation_space.shape), np.uint8)
     where = np.zeros((frames, 2), np.int64)
