@@ -164,6 +164,10 @@ class PPOConfig:
     gamma: float = key("discount", ge=0, le=1)
     gae_lambda: float = key("GAE's lambda", ge=0, le=1)
     normalize_advantage: bool = key("normalise advantages per minibatch")
+    compile: bool = key(
+        "torch.compile the policy's forward and the PPO loss (compiled at the first rollout; same losses as eager)",
+        False,
+    )
 
 
 @dataclass

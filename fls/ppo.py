@@ -94,16 +94,27 @@ class AttentionPPO(PPO):
         entropy_lambda: weight of the mean attention entropy added to the loss (0 disables the term; > 0 needs
             an extractor with attention). Minimising it sharpens the attention.
         value_loss: "baselines" (pessimistic clipped value loss with the 0.5 factor) or "sb3".
+        compile: torch.compile the extractor's and the MLP head's forward (rollouts and updates) and the PPO loss
+            (ppo.compile); the same losses as eager within float tolerance, compiled at the first rollout.
         Everything else as :class:`stable_baselines3.PPO`.
     """
 
-    def __init__(self, *args: Any, entropy_lambda: float = 0.0, value_loss: ValueLoss = "baselines", **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        entropy_lambda: float = 0.0,
+        value_loss: ValueLoss = "baselines",
+        compile: bool = False,
+        **kwargs: Any,
+    ):
         if entropy_lambda < 0:
             raise ValueError(f"entropy_lambda must be >= 0, got {entropy_lambda}")
         if value_loss not in ("baselines", "sb3"):
             raise ValueError(f"value_loss must be 'baselines' or 'sb3', got {value_loss!r}")
         self.entropy_lambda = float(entropy_lambda)
         self.value_loss = value_loss
+        self.compile_step = bool(compile)
+        self._compiled_loss: Any = None
         # The last update's logged statistics: SB3 writes them with the next rollout's row, so they are saved with
         # a checkpoint taken between the two, and a resumed run logs them again (log_last_update).
         self.last_update_log: dict[str, list[Any]] = {}
@@ -202,6 +213,18 @@ class AttentionPPO(PPO):
             )
         return loss, stats
 
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_compiled_loss"]
+
+    def _compile_once(self) -> None:
+        """With compile: compile the policy's trunk and heads in place (their parameters and state_dict keys stay
+        the same) and the loss, once. The extractor still records its attention maps on every forward."""
+        if not self.compile_step or getattr(self, "_compiled_loss", None) is not None:
+            return
+        self.policy.features_extractor.compile()
+        self.policy.mlp_extractor.compile()
+        self._compiled_loss = torch.compile(self.compute_loss)
+
     def train(self) -> None:
         """One PPO update over the collected rollout (n_epochs passes of shuffled minibatches)."""
         self.policy.set_training_mode(True)
@@ -214,7 +237,9 @@ class AttentionPPO(PPO):
         for epoch in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):
                 with self._scores_checked("a minibatch"):
-                    loss, stats = self.compute_loss(batch, clip_range, clip_range_vf)
+                    loss, stats = (getattr(self, "_compiled_loss", None) or self.compute_loss)(
+                        batch, clip_range, clip_range_vf
+                    )
                 for key, value in stats.items():
                     history.setdefault(key, []).append(value)
                 if self.target_kl is not None and stats["approx_kl"] > 1.5 * self.target_kl:
@@ -260,6 +285,7 @@ class AttentionPPO(PPO):
 
     def collect_rollouts(self, *args: Any, **kwargs: Any) -> bool:
         """SB3's rollout collection, with a policy whose action scores became non-finite reported as such."""
+        self._compile_once()
         with self._scores_checked("the rollout"):
             return super().collect_rollouts(*args, **kwargs)
 

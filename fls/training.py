@@ -75,6 +75,7 @@ def ppo_kwargs(cfg: DictConfig) -> dict[str, Any]:
         "gamma": float(p.gamma),
         "gae_lambda": float(p.gae_lambda),
         "normalize_advantage": bool(p.normalize_advantage),
+        "compile": bool(p.get("compile", False)),
         "entropy_lambda": float(cfg.model.entropy_lambda or 0.0),
     }
 
