@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from fls.agents.agent import Agent
     from fls.evaluation.records import Episode
 
-DEFAULT_EVAL_SEED = 1000  # evaluate.py's eval.seed: episode seeds 1000.. (disjoint from training's seed + i)
-
 
 def _path(source: str | Path, what: str) -> Path:
     if source is None or str(source).strip() == "":
@@ -143,8 +141,8 @@ def evaluate(
     agent: Agent,
     *,
     episodes: int,
-    num_envs: int = 16,
-    seed: int = DEFAULT_EVAL_SEED,
+    num_envs: int | None = None,
+    seed: int | None = None,
     deterministic: bool | None = None,
     out: str | Path | None = None,
     progress: bool = True,
@@ -157,8 +155,9 @@ def evaluate(
     Args:
         agent: from :func:`load`.
         episodes: games to play (the paper: 8192).
-        num_envs: games played side by side.
-        seed: the first episode seed (evaluate.py's default 1000 never overlaps training's ``seed + i``).
+        num_envs: games played side by side (None: evaluate.py's ``eval.num_envs``, 16).
+        seed: the first episode seed (None: evaluate.py's ``eval.seed``, 1000, which never overlaps training's
+            ``seed + i``).
         deterministic: greedy actions; None: the agent's own way (actor-critics sample, as the paper; DQN and
             QR-DQN play ε-greedy with the rate saved in the model).
         out: a folder to write ``episodes.jsonl``, ``summary.json``, ``summary.md`` and ``histogram.png`` into,
@@ -170,59 +169,40 @@ def evaluate(
         fls.FlsError: bad arguments, seeds the agent was trained on, records in ``out`` made with other settings.
         fls.errors.Interrupted: SIGINT/SIGTERM stopped it (the records finished so far are kept in ``out``).
     """
-    from omegaconf import OmegaConf
-
     from fls.agents.loading import loaded, repeat_action_probability
+    from fls.evaluation.episodes import check_seeds
     from fls.evaluation.runner import acting_epsilon, run_episodes
     from fls.evaluation.summary import statistics
 
-    for name, value, low in (("episodes", episodes, 1), ("num_envs", num_envs, 1), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ConfigError(f"{name}={value!r}: an integer >= {low}")
-    spec = loaded(agent).spec
-    greedy = bool(deterministic) if deterministic is not None else False
+    given = _given("eval", episodes=episodes, num_envs=num_envs, seed=seed, deterministic=deterministic, out=out)
+    cfg = _task_config(agent, "disabled", **given)  # the command's defaults and checks, declared once
+    source = loaded(agent)
     if out is not None:
-        return _evaluate_to_folder(agent, episodes, num_envs, seed, greedy, _path(out, "out"), progress)
-    _check_seeds(agent, seed, num_envs)
+        return _evaluate_to_folder(cfg, source, _path(out, "out"))
+    ev = cfg.eval
+    check_seeds(cfg, agent.run_dir)
     records = run_episodes(
         agent,
-        spec,
-        range(episodes),
-        base_seed=seed,
-        streams=num_envs,
-        deterministic=greedy,
-        epsilon=acting_epsilon(agent, greedy, None),
-        max_episode_steps=spec.eval_max_episode_steps,
-        # as evaluate.py's eval.repeat_action_probability=null: the run's sticky actions (0 outside fls)
-        repeat_action_probability=repeat_action_probability(OmegaConf.create({}), agent.run_dir),
+        source.spec,
+        range(int(ev.episodes)),
+        base_seed=int(ev.seed),
+        streams=int(ev.num_envs),
+        deterministic=bool(ev.deterministic),
+        epsilon=acting_epsilon(agent, bool(ev.deterministic), ev.epsilon),
+        max_episode_steps=int(ev.max_episode_steps or source.spec.eval_max_episode_steps),
+        repeat_action_probability=repeat_action_probability(cfg, agent.run_dir),
         progress=progress,
     )
     records = sorted(records, key=lambda e: e.index)
     return EvalResult(statistics(records), records)
 
 
-def _check_seeds(agent: Agent, seed: int, num_envs: int) -> None:
-    from fls.agents.loading import evaluation_config
-    from fls.evaluation.episodes import check_seeds
-
-    check_seeds(evaluation_config(**{"eval.seed": seed, "eval.num_envs": num_envs}), agent.run_dir)
-
-
-def _evaluate_to_folder(
-    agent: Agent, episodes: int, num_envs: int, seed: int, greedy: bool, out: Path, progress: bool
-) -> EvalResult:
-    from fls.agents.loading import loaded
+def _evaluate_to_folder(cfg: Any, source: Any, out: Path) -> EvalResult:
     from fls.evaluation.episodes import evaluate_episodes
     from fls.evaluation.records import records_path, scan_records
 
-    settings = {
-        "eval.episodes": episodes,
-        "eval.num_envs": num_envs,
-        "eval.seed": seed,
-        "eval.deterministic": greedy,
-        "eval.out": str(out),
-    }
-    stats = evaluate_episodes(_task_config(agent, "disabled", **settings), loaded(agent))
+    stats = evaluate_episodes(cfg, source)
+    episodes = int(cfg.eval.episodes)
     scan = scan_records(records_path(out, 0, 1))
     records = sorted((e for e in scan.episodes if e.index < episodes), key=lambda e: e.index)
     return EvalResult(stats if stats is not None else {"episodes": len(records), "mean": math.nan}, records, out)
@@ -242,22 +222,29 @@ def _task_config(agent: Agent, wandb: str, **settings: Any) -> Any:
 
 
 def _given(prefix: str, **values: Any) -> dict[str, Any]:
-    """Dotted settings for the values given (None: the setting's default; paths as text)."""
-    return {f"{prefix}.{k}": (str(v) if isinstance(v, Path) else v) for k, v in values.items() if v is not None}
+    """Dotted settings for the values given; None leaves the setting at its default, declared once with the
+    command's settings (fls/config_schema.py: the same default as evaluate.py's). Paths as text, sequences as lists."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        return list(value) if isinstance(value, (tuple, list)) else value
+
+    return {f"{prefix}.{k}": plain(v) for k, v in values.items() if v is not None}
 
 
 def video(
     agent: Agent,
-    methods: Sequence[str] = ("attention", "gradcam", "fullgrad++"),
+    methods: Sequence[str] | None = None,
     *,
-    episodes: int = 1,
-    seed: int = 2000,
-    max_steps: int = 3000,
-    target: str | int = "action",
-    deterministic: bool = False,
-    normalize: str = "video",
-    fps: int = 30,
-    format: str = "mp4",
+    episodes: int | None = None,
+    seed: int | None = None,
+    max_steps: int | None = None,
+    target: str | int | None = None,
+    deterministic: bool | None = None,
+    normalize: str | None = None,
+    fps: int | None = None,
+    format: str | None = None,
     out: str | Path | None = None,
     wandb: str = "disabled",
 ) -> Path:
@@ -285,7 +272,7 @@ def video(
 
     settings = _given(
         "saliency",
-        methods=list(methods),
+        methods=methods,
         episodes=episodes,
         seed=seed,
         max_steps=max_steps,
@@ -301,13 +288,13 @@ def video(
 
 def trees(
     agent: Agent,
-    steps: Sequence[int] = (100, 200),
+    steps: Sequence[int] | None = None,
     *,
-    n: int = 3,
+    n: int | None = None,
     depth: int | None = None,
-    root: str = "relevance",
-    seed: int = 2000,
-    target: str | int = "action",
+    root: str | None = None,
+    seed: int | None = None,
+    target: str | int | None = None,
     out: str | Path | None = None,
     wandb: str = "disabled",
 ) -> list[Path]:
@@ -330,21 +317,21 @@ def trees(
     from fls.agents.loading import loaded
     from fls.tasks.tree import attention_tree_task
 
-    settings = _given("tree", steps=list(steps), n=n, depth=depth, root=root, out=out)
+    settings = _given("tree", steps=steps, n=n, depth=depth, root=root, out=out)
     settings |= _given("saliency", seed=seed, target=target)
     return attention_tree_task(_task_config(agent, wandb, **settings), loaded(agent))
 
 
 def faithfulness(
     agent: Agent,
-    methods: Sequence[str] = ("attention", "gradcam", "fullgrad++"),
+    methods: Sequence[str] | None = None,
     *,
-    frames: int = 256,
-    baseline: str = "blur",
-    percent_step: int = 5,
-    sanity: bool = True,
-    sanity_frames: int | None = 64,
-    seed: int = 0,
+    frames: int | None = None,
+    baseline: str | None = None,
+    percent_step: int | None = None,
+    sanity: bool | None = None,
+    sanity_frames: int | None = None,
+    seed: int | None = None,
     out: str | Path | None = None,
     wandb: str = "disabled",
 ) -> Path:
@@ -378,14 +365,14 @@ def faithfulness(
         seed=seed,
         out=out,
     )
-    settings |= {"faithfulness.sanity_frames": sanity_frames, "saliency.methods": list(methods)}
+    settings |= _given("faithfulness", sanity_frames=sanity_frames) | _given("saliency", methods=methods)
     return faithfulness_task(_task_config(agent, wandb, **settings), loaded(agent))
 
 
 def score_gaze(
     agent: Agent,
     data: str | Path,
-    methods: Sequence[str] = ("attention", "gradcam", "fullgrad++"),
+    methods: Sequence[str] | None = None,
     *,
     max_frames: int | None = None,
     out: str | Path | None = None,
@@ -409,7 +396,7 @@ def score_gaze(
     from fls.tasks.gaze import gaze_agreement
 
     settings = _given("gaze", data=Path(data), max_frames=max_frames, out=out)
-    settings["saliency.methods"] = list(methods)
+    settings |= _given("saliency", methods=methods)
     return gaze_agreement(_task_config(agent, wandb, **settings), loaded(agent))
 
 

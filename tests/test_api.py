@@ -82,7 +82,7 @@ def test_bad_input_raises_fls_error_not_system_exit(tiny_run, tmp_path) -> None:
         (lambda: fls.explain(agent, obs, ["bogus"]), r"unknown saliency method 'bogus' \(valid: attention"),
         (lambda: fls.explain(agent, np.zeros((2, 84, 84), np.uint8), "gradcam"), r"expected \(B, 4, 84, 84\)"),
         (lambda: fls.explain(agent, obs, "gradcam", target="bogus"), r"unknown saliency target"),
-        (lambda: fls.evaluate(agent, episodes=0), r"episodes=0: an integer >= 1"),
+        (lambda: fls.evaluate(agent, episodes=0), r"eval\.episodes=0: an integer >= 1"),
         (lambda: fls.evaluate(agent, episodes=2, seed=1), r"overlap the training env seeds"),
         (lambda: fls.train(["bogus_key=1"]), r"bogus_key"),
         (lambda: fls.train(["ppo.learning_rate=nan"]), r"ppo\.learning_rate=nan"),
