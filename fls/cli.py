@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fls.config_schema import CONFIG_DIR  # the presets, shipped inside the package
-from fls.errors import ConfigError, FlsError, fail, os_error_message
+from fls.errors import ConfigError, FlsError, Interrupted, fail, os_error_message
 
 # Groups whose choices are files under configs/<group>/ (hydra/* groups are Hydra's and checked by Hydra).
 OWN_GROUPS = ("model", "env", "ppo", "experiment")
@@ -150,6 +150,11 @@ def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
         except FlsError as error:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
+            if isinstance(error, Interrupted) or getattr(error, "interrupted", False):
+                print(
+                    str(error), file=sys.stderr
+                )  # not an error: what was finished is kept, the same command continues
+                sys.exit(error.exit_code)
             fail(str(error), error.exit_code)
 
     _main()

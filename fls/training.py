@@ -431,15 +431,16 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
                 log_interval=int(cfg.logger.log_interval),
                 reset_num_timesteps=checkpoint is None,
             )
+            if stop.requested:  # still under the handlers: a signal passed on late cannot cut the checkpoint short
+                path = callback.save_checkpoint()
     except NonFiniteError as error:
         # The parameters are checked after every update and before every checkpoint: nothing non-finite was saved.
         if wandb_run is not None:
             wandb_run.finish(exit_code=EXIT_NON_FINITE)
-        raise TrainingStopped(f"error: {error}", EXIT_NON_FINITE, interrupted=False) from None
+        raise TrainingStopped(str(error), EXIT_NON_FINITE, interrupted=False) from None
     finally:
         env.close()
     if stop.requested:
-        path = callback.save_checkpoint()
         if wandb_run is not None:
             wandb_run.finish(exit_code=stop.exit_code)
         raise TrainingStopped(
@@ -491,7 +492,8 @@ def main(cfg: DictConfig) -> float | None:
         except TrainingStopped as stopped:  # in a sweep, one job's end does not end the others (fls/sweep.py)
             if sweep_dir is None:
                 raise  # a single run (train.py, fls.train): the caller reports it (one line, 128 + signal or 3)
-            return job_stopped(sweep_dir, job, run_dir, str(stopped), stopped.exit_code, stopped.interrupted)
+            reason = str(stopped) if stopped.interrupted else f"error: {stopped}"
+            return job_stopped(sweep_dir, job, run_dir, reason, stopped.exit_code, stopped.interrupted)
         stats = after_training(cfg, run_dir, model)  # the tasks use the trained model in memory
     return report_objective(model, run_dir, stats)
 
