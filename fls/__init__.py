@@ -17,37 +17,11 @@ from typing import Any
 from fls.errors import ConfigError, FlsError, Interrupted
 
 __version__ = "0.1.0"
-__all__ = [
-    "ConfigError",
-    "EvalResult",
-    "FlsError",
-    "Interrupted",
-    "Run",
-    "evaluate",
-    "explain",
-    "faithfulness",
-    "load",
-    "report_sweep",
-    "score_gaze",
-    "stats",
-    "train",
-    "trees",
-    "video",
-]
-_API = {
-    "EvalResult",
-    "Run",
-    "evaluate",
-    "explain",
-    "faithfulness",
-    "load",
-    "report_sweep",
-    "score_gaze",
-    "train",
-    "trees",
-    "video",
-}
-# Names kept apart from the packages of the same concept (fls.gaze, fls.report), whose import would bind them here.
+# The API (fls/api.py), imported on first use. score_gaze and report_sweep are named apart from the packages of the
+# same concept (fls.gaze, fls.report), whose import would bind their names here.
+_API = ("EvalResult", "Run", "evaluate", "explain", "faithfulness", "load", "report_sweep", "score_gaze", "train")
+_API += ("trees", "video")
+__all__ = ["ConfigError", "FlsError", "Interrupted", "stats", *_API]
 
 
 def __getattr__(name: str) -> Any:
