@@ -178,7 +178,7 @@ def evaluate(
     cfg = _task_config(agent, "disabled", **given)  # the command's defaults and checks, declared once
     source = loaded(agent)
     if out is not None:
-        return _evaluate_to_folder(cfg, source, _path(out, "out"))
+        return _evaluate_to_folder(cfg, source, _path(out, "out"), progress)
     ev = cfg.eval
     check_seeds(cfg, agent.run_dir)
     records = run_episodes(
@@ -197,11 +197,11 @@ def evaluate(
     return EvalResult(statistics(records), records)
 
 
-def _evaluate_to_folder(cfg: Any, source: Any, out: Path) -> EvalResult:
+def _evaluate_to_folder(cfg: Any, source: Any, out: Path, progress: bool) -> EvalResult:
     from fls.evaluation.episodes import evaluate_episodes
     from fls.evaluation.records import records_path, scan_records
 
-    stats = evaluate_episodes(cfg, source)
+    stats = evaluate_episodes(cfg, source, progress=progress)
     episodes = int(cfg.eval.episodes)
     scan = scan_records(records_path(out, 0, 1))
     records = sorted((e for e in scan.episodes if e.index < episodes), key=lambda e: e.index)

@@ -343,7 +343,10 @@ def check_command_line(args: list[str], config_name: str) -> None:
     """Before Hydra starts: print --help and exit, or refuse a bad key or value with one line (exit 2), so that
     a refused command creates nothing."""
     if "--help" in args or "-h" in args:
-        print(help_text(config_name, [a for a in args if a not in ("--help", "-h")]))
+        try:
+            print(help_text(config_name, [a for a in args if a not in ("--help", "-h")]), flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     try:
         check_override_values(args, config_name)

@@ -219,3 +219,21 @@ def test_evaluate_help_lists_tasks_short_forms_and_only_its_groups(cli) -> None:
     assert "Breakout" in out and "eval.episodes=8192" in out and "eval.deterministic=false" in out
     for refused in ("experiment", "_options", "sparse_fls", "ppo"):
         assert refused not in out, refused
+
+
+def test_help_into_a_closed_pipe_is_quiet() -> None:
+    """`evaluate.py --help | head -2`: the reader leaves early; no BrokenPipeError traceback, exit 0."""
+    import subprocess
+    import sys
+
+    from tests.conftest import CHILD_ENV, ROOT
+
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "evaluate.py"), "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=CHILD_ENV,
+    )
+    process.stdout.close()  # before the help is written (the command takes ~0.5 s to start)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0 and b"Traceback" not in stderr, stderr.decode()[-2000:]

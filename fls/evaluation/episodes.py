@@ -44,7 +44,7 @@ def check_seeds(cfg: DictConfig, run_dir: Path | None) -> None:
         )
 
 
-def evaluate_episodes(cfg: DictConfig, loaded: Loaded | None = None) -> dict[str, Any] | None:
+def evaluate_episodes(cfg: DictConfig, loaded: Loaded | None = None, progress: bool = True) -> dict[str, Any] | None:
     """Play this shard's missing episodes, append their records, and summarise when every shard is complete.
 
     ``loaded``: the agent to play (one already in memory, e.g. right after training); None: load it from
@@ -101,6 +101,7 @@ def evaluate_episodes(cfg: DictConfig, loaded: Loaded | None = None) -> dict[str
                     repeat_action_probability=sticky,
                     on_episode=log.append,
                     should_stop=lambda: stop.requested,
+                    progress=progress,
                 )
         except KeyboardInterrupt:  # a second signal
             stop.signal = stop.signal or signal.SIGINT
