@@ -9,7 +9,6 @@ keeps both in ``objective.json`` so a search's trials can be read (and re-ranked
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -17,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from fls.rundir import atomic_write_text
+from fls.rundir import atomic_write_json
 
 OBJECTIVE_FILE = "objective.json"
 EVALUATION = "evaluation"
@@ -80,12 +79,11 @@ def from_training_window(returns: Sequence[float]) -> Objective:
 def from_progress(progress_csv: Path) -> Objective:
     """For a run whose model is not in memory: the last logged window (``rollout/ep_rew_mean``) of progress.csv;
     its games and standard error are unknown there (100 games and NaN are reported)."""
+    from fls.logging import read_complete_rows  # lazily: it loads SB3, and the Optuna sweeper imports this module
+
     last = math.nan
     if progress_csv.is_file():
-        text = progress_csv.read_text()
-        lines = text.splitlines(keepends=True)
-        whole = [line for line in lines if line.endswith("\n")]  # a last line without its newline is torn
-        for row in csv.DictReader(whole):
+        for row in read_complete_rows(progress_csv)[1]:  # a torn last row is left out
             value = row.get("rollout/ep_rew_mean")
             if value:  # empty in rows logged before the first game ended
                 try:
@@ -97,10 +95,8 @@ def from_progress(progress_csv: Path) -> Objective:
 
 def write(run_dir: Path, objective: Objective) -> Path:
     """``<run>/objective.json`` (strict JSON: NaN is written as null), atomically."""
-    data = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(objective).items()}
-    data["description"] = objective.describe()
     path = run_dir / OBJECTIVE_FILE
-    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+    atomic_write_json(path, {**asdict(objective), "description": objective.describe()})
     return path
 
 

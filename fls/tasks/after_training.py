@@ -12,6 +12,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from fls.agents.loading import Loaded, evaluation_config, load
+from fls.config_schema import default_config
 from fls.evaluation.episodes import evaluate_episodes
 from fls.rundir import FINAL_MODEL, evaluation_dir
 
@@ -38,7 +39,7 @@ def after_training(cfg: DictConfig, run_dir: Path, model: Any = None) -> dict[st
     if episodes > 0:
         print(f"evaluating the final model on {episodes} episodes")
         settings = {"eval.episodes": episodes, "eval.num_envs": int(after.eval_num_envs)}
-        seed = int(evaluation_config().eval.seed)
+        seed = int(default_config("evaluate").eval.seed)  # evaluate.py's eval.seed, declared once
         if after.get("eval_seed") is not None and int(after.eval_seed) != seed:
             seed = int(after.eval_seed)
             settings["eval.seed"] = seed

@@ -19,6 +19,7 @@ same frames, explaining the action the trained policy chose on each frame.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -143,19 +144,16 @@ def randomised_networks(policy: ActorCriticPolicy, seed: int = 0) -> Iterator[tu
     """
     groups = randomisation_groups(policy)
     current = copy.deepcopy(policy)
-    index = 0
+    layers = itertools.count()
     for group in groups:
         for layer, gain in group.layers:
-            reinitialise(layer_in(current, policy, layer), gain, (seed, 0, index))
-            index += 1
+            reinitialise(layer_in(current, policy, layer), gain, (seed, 0, next(layers)))
         yield group.name, copy.deepcopy(current)
     del current
     full = copy.deepcopy(policy)
-    index = 0
-    for group in groups:
-        for layer, gain in group.layers:
-            reinitialise(layer_in(full, policy, layer), gain, (seed, 1, index))
-            index += 1
+    layers = itertools.count()
+    for layer, gain in (pair for group in groups for pair in group.layers):
+        reinitialise(layer_in(full, policy, layer), gain, (seed, 1, next(layers)))
     yield FULL, full
 
 
