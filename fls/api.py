@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fls.errors import ConfigError
+from fls.errors import ConfigError, FlsError
 
 if TYPE_CHECKING:
     import torch
@@ -457,7 +457,7 @@ def train(overrides: Sequence[str] | None = None, *, run_dir: str | Path | None 
     from fls.config_schema import check_config
     from fls.errors import os_error_message
     from fls.models.catalog import ALL_OPTIONS, COMMON_KEYS
-    from fls.rundir import make_dirs, new_directory
+    from fls.rundir import make_dirs, new_directory, remove_created_if_empty
     from fls.training import main
 
     args = apply_aliases([str(a) for a in overrides or []], "train")
@@ -490,6 +490,10 @@ def train(overrides: Sequence[str] | None = None, *, run_dir: str | Path | None 
     task_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     with open_dict(task_cfg):
         del task_cfg["hydra"]
-    objective = main(task_cfg)
+    try:
+        objective = main(task_cfg)
+    except FlsError:
+        remove_created_if_empty()  # a refused run leaves no empty folder behind (the commands do this at exit)
+        raise
     final_dir = Path(str(task_cfg.resume)).expanduser().resolve() if task_cfg.resume else directory
     return Run(final_dir, objective)

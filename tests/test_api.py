@@ -129,5 +129,8 @@ def test_train_then_load_in_one_process(tmp_path, monkeypatch) -> None:
     assert agent.path == run.final_model
     with pytest.raises(fls.FlsError, match="already holds a run"):
         fls.train([*TINY_SPARSE_FLS, "total_timesteps=128"], run_dir=run.dir)
+    with pytest.raises(fls.FlsError, match="no CUDA device is available"):
+        fls.train([*TINY_SPARSE_FLS, "total_timesteps=128", "device=cuda:7"])
+    assert not (tmp_path / "outputs").exists()  # a refused run leaves no folder behind
     default = fls.train([*TINY_SPARSE_FLS, "total_timesteps=128"])  # outputs/<date>/<time>_... under the cwd
     assert default.dir.parent.parent == tmp_path / "outputs" and default.final_model.is_file()
