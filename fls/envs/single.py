@@ -45,7 +45,7 @@ from fls.envs.preprocess import (
 
 __all__ = ["AtariCore", "AtariLearnerEnv", "make_core", "make_single_env"]
 
-_CORE_INFO_KEYS = ("lives", "episode_frame_number", "rgb")
+_CORE_INFO_KEYS = ("lives", "episode_frame_number", "rgb", "ram")
 _OBS_SPACE = gymnasium.spaces.Box(0, 255, (FRAME_STACK, FRAME_SIZE, FRAME_SIZE), np.uint8)
 
 
@@ -59,7 +59,8 @@ class AtariCore(gymnasium.Wrapper):
 
     With ``score_wrap`` (Breakout only) the score is rewritten 864 -> 432 before the raw frame that follows
     it reaching 864, and that frame's reward is corrected by +432 (see :mod:`fls.envs.breakout`).
-    ``rgb=False`` leaves ``info["rgb"]`` out (the vector env over these cores does not need it).
+    ``rgb=False`` leaves ``info["rgb"]`` and ``info["ram"]`` (the console's 128 bytes of RAM after the step's last
+    raw frame, which :mod:`fls.objects` decodes) out (the vector env over these cores does not need them).
     """
 
     def __init__(
@@ -162,6 +163,7 @@ class AtariCore(gymnasium.Wrapper):
         info: dict[str, Any] = {"lives": self.ale.lives(), "episode_frame_number": self.ale.getEpisodeFrameNumber()}
         if self._rgb:
             info["rgb"] = self.ale.getScreenRGB()
+            info["ram"] = self.ale.getRAM()
         return info
 
 

@@ -116,6 +116,7 @@ class StepRecord:
     score: float  # before this step's reward
     maps: dict[str, np.ndarray]  # label -> (84, 84) float32, raw
     trees: dict[str, AttentionTree] = field(default_factory=dict)  # label -> tree, for ``tree`` methods
+    ram: np.ndarray | None = None  # the console's 128 RAM bytes at ``frame`` (what :mod:`fls.objects` decodes)
 
 
 @dataclass
@@ -262,7 +263,7 @@ def play(
                     for label, m in chosen
                     if isinstance(m, AttentionSaliency)
                 }
-                obs_before, frame, score_before = obs, info["rgb"], record.score
+                obs_before, frame, ram, score_before = obs, info["rgb"], info.get("ram"), record.score
                 obs, reward, terminated, truncated, step_info = env.step(action)
                 executed = int(step_info.get("executed_action", action))
                 step = StepRecord(
@@ -277,6 +278,7 @@ def play(
                     reward=float(reward),
                     score=score_before,
                     maps=maps,
+                    ram=ram,
                 )
                 record.score += float(reward)
                 record.length += 1
