@@ -1,0 +1,38 @@
+"""Every game's RAM decoder against its objects' own pixels: >= 90% agreement over seeded random play."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fls.errors import ConfigError
+from fls.objects import categories, detect, games_with_decoder
+from tests.object_pixels import agreement, colour_mask
+
+
+def assert_agrees(game: str, category: str, mask, **kwargs) -> None:
+    result = agreement(game, category, mask, **kwargs)
+    assert result.boxes > 20 and result.blobs > 20, f"{game} {category}: too few frames with the object: {result}"
+    assert result.precision >= 0.9 and result.recall >= 0.9, f"{game} {category}: {result}"
+
+
+def test_a_game_without_a_decoder_is_refused_naming_those_with_one():
+    with pytest.raises(ConfigError, match="no object decoder for game 'Tetris'.*Breakout"):
+        detect("Tetris", np.zeros(128, np.uint8))
+    with pytest.raises(ConfigError, match="128 bytes"):
+        detect("Breakout", np.zeros(64, np.uint8))
+
+
+def test_every_registered_game_has_a_decoder():
+    from fls.envs.games import GAMES
+
+    assert set(games_with_decoder()) == set(GAMES)
+    for game in GAMES:
+        assert categories(game)
+
+
+def test_breakout_paddle_and_ball():
+    red = (200, 72, 72)
+    inside_walls = (8, 152)
+    assert_agrees("Breakout", "Ball", colour_mask(red, rows=(93, 189), columns=inside_walls))  # below the bricks
+    assert_agrees("Breakout", "Player", colour_mask(red, rows=(189, 193), columns=inside_walls))
