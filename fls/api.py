@@ -245,6 +245,7 @@ def video(
     normalize: str | None = None,
     fps: int | None = None,
     format: str | None = None,
+    objects: bool | None = None,
     out: str | Path | None = None,
     wandb: str = "disabled",
 ) -> Path:
@@ -261,6 +262,8 @@ def video(
         normalize: ``"video"`` (one maximum per method over the video) or ``"frame"``.
         fps: frames per second.
         format: ``"mp4"`` or ``"gif"``.
+        objects: outline the game objects (from the RAM) on every panel, labelled by category (games with an object
+            decoder only: :func:`fls.objects.games_with_decoder`).
         out: the folder (None: ``<run>/videos/``, or beside the model file).
         wandb: ``"disabled"``, ``"offline"`` or ``"online"``.
 
@@ -281,6 +284,7 @@ def video(
         normalize=normalize,
         fps=fps,
         format=format,
+        objects=objects,
         out=out,
     )
     return saliency_video(_task_config(agent, wandb, **settings), loaded(agent))

@@ -212,6 +212,9 @@ class AfterTrainingConfig:
         choices=SALIENCY_METHODS,
     )
     video_steps: int = key("agent steps of that video at most", 1000, ge=1)
+    video_objects: bool | None = key(
+        "outline the game objects in that video (saliency.objects); null: saliency.objects's default", None
+    )
 
 
 def _is_device(value: str) -> bool:
@@ -296,6 +299,11 @@ class SaliencyConfig:
     normalize: str = key("video: one max per method over the whole video | frame", "video", choices=VIDEO_NORMALIZE)
     input_panel: bool = key("add a panel with the network's input", True)
     frames: bool = key("also write every frame as a PNG", False)
+    objects: bool = key(
+        "video: outline the game objects (read from the RAM) on every panel, labelled by category; games with an"
+        " object decoder only",
+        False,
+    )
     fps: int = key("frames per second of the video", 30, ge=1)
     format: str = key("video container", "mp4", choices=VIDEO_FORMATS, main=True)
     out: str | None = key("null: <run>/videos/", None, path=True)

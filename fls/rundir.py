@@ -291,7 +291,8 @@ class OutputDirs(Callback):  # type: ignore[misc,valid-type]
 
 
 # Settings recorded beside results only since a later version, with the value older results were made with.
-ADDED_SETTINGS: dict[str, Any] = {"repeat_action_probability": 0.0}  # sticky actions: none before the setting
+# Sticky actions: none before the setting; a video's game objects: not drawn before the setting.
+ADDED_SETTINGS: dict[str, Any] = {"repeat_action_probability": 0.0, "objects": False}
 
 
 def settings_differ(

@@ -9,6 +9,7 @@ keep its names; every decoder is tested against the objects' own pixels in seede
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from types import ModuleType
 from typing import Any
@@ -17,7 +18,16 @@ import numpy as np
 
 from fls.errors import ConfigError
 
-__all__ = ["FRAME_HEIGHT", "FRAME_WIDTH", "GameObject", "categories", "decoder", "detect", "games_with_decoder"]
+__all__ = [
+    "FRAME_HEIGHT",
+    "FRAME_WIDTH",
+    "GameObject",
+    "categories",
+    "decoder",
+    "detect",
+    "games_with_decoder",
+    "object_at",
+]
 
 FRAME_HEIGHT, FRAME_WIDTH = 210, 160
 
@@ -111,3 +121,10 @@ def detect(game: str, ram: np.ndarray) -> list[GameObject]:
         raise ConfigError(f"ram must be the console's 128 bytes, got shape {memory.shape}")
     boxes = (obj.clipped() for obj in module.detect(memory.astype(np.int64)))
     return [box for box in boxes if box is not None]
+
+
+def object_at(objects: Sequence[GameObject], x: float, y: float) -> GameObject | None:
+    """The object whose box holds the point ``(x, y)`` (continuous raw-frame coordinates: pixel ``i`` spans
+    ``[i, i + 1)``), the smallest when boxes overlap (the first of equal ones); None when it is in none."""
+    holding = [obj for obj in objects if obj.contains(x, y)]
+    return min(holding, key=lambda obj: obj.w * obj.h, default=None)

@@ -60,7 +60,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from fls.errors import ConfigError
-from fls.models.renderer import receptive_field
+from fls.models.renderer import RAW_FRAME_SIZE, receptive_field
+from fls.objects.detection import GameObject, object_at
 from fls.saliency.base import (
     SaliencyMethod,
     Target,
@@ -118,6 +119,20 @@ class AttentionTree:
     root: RootKind
     action: int | None
     observation: np.ndarray = field(repr=False)
+    objects: list[GameObject] | None = None  # the game objects on the frame (None: not known, or no decoder)
+
+    def node_objects(self) -> list[str] | None:
+        """Per node, the category of the game object its receptive-field centre falls in (the smallest box when
+        several hold it; ``"none"`` outside every box), or None when the tree's :attr:`objects` are not known."""
+        if self.objects is None:
+            return None
+        side = self.observation.shape[-1]
+        names = []
+        for node in self.nodes:
+            x, y = to_raw(*node.center, side=side)
+            found = object_at(self.objects, x + 0.5, y + 0.5)  # pixel-centre -> continuous coordinates
+            names.append("none" if found is None else found.category)
+        return names
 
     def root_text(self) -> str:
         """What the roots are, in words (for figure captions and titles)."""
@@ -144,14 +159,28 @@ class AttentionTree:
         return chain[::-1]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description (no observation)."""
-        return {
+        """A JSON-ready description (no observation); with known :attr:`objects`, also their boxes and each node's
+        ``"object"`` (:meth:`node_objects`)."""
+        nodes = [asdict(node) for node in self.nodes]
+        described: dict[str, Any] = {
             "root": self.root,
             "root_text": self.root_text(),
             "action": self.action,
             "levels": list(self.levels),
-            "nodes": [asdict(node) for node in self.nodes],
+            "nodes": nodes,
         }
+        names = self.node_objects()
+        if names is not None:
+            for node, name in zip(nodes, names, strict=True):
+                node["object"] = name
+            described["objects"] = [obj.to_dict() for obj in self.objects or ()]
+        return described
+
+
+def to_raw(y: float, x: float, frame_size: tuple[int, int] = RAW_FRAME_SIZE, side: int = 84) -> tuple[float, float]:
+    """Observation pixel (y, x) -> raw-frame (x, y): the preprocessing resizes the whole raw frame to side x side."""
+    height, width = frame_size
+    return (x + 0.5) * width / side - 0.5, (y + 0.5) * height / side - 0.5
 
 
 def find_peaks(values: np.ndarray, n: int, min_separation: int = 2) -> list[tuple[int, int]]:

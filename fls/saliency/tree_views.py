@@ -14,9 +14,10 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from fls.models.renderer import RAW_FRAME_SIZE, label_font
+from fls.models.renderer import label_font
+from fls.objects.drawing import draw_objects, object_colours
 from fls.rundir import atomic_path
-from fls.saliency.tree import AttentionTree, TreeNode
+from fls.saliency.tree import AttentionTree, TreeNode, to_raw
 
 # Root first: red, orange, yellow, green, cyan, blue, violet (depth below the root).
 DEPTH_COLOURS = [(230, 40, 40), (255, 140, 0), (250, 220, 0), (60, 200, 80), (0, 200, 230), (70, 110, 255)]
@@ -69,12 +70,6 @@ def draw_tree(
         draw.ellipse(box, fill=None if hollow else colour, outline=colour if hollow else (0, 0, 0), width=1)
 
 
-def to_raw(y: float, x: float, frame_size: tuple[int, int] = RAW_FRAME_SIZE, side: int = 84) -> tuple[float, float]:
-    """Observation pixel (y, x) -> raw-frame (x, y): the preprocessing resizes the whole raw frame to side x side."""
-    height, width = frame_size
-    return (x + 0.5) * width / side - 0.5, (y + 0.5) * height / side - 0.5
-
-
 def tree_panel(frame_rgb: np.ndarray, tree: AttentionTree, *, scale: int = 1, supersample: int = 3) -> np.ndarray:
     """The tree drawn over a raw (210, 160, 3) frame, ``scale`` times its size (drawn ``supersample`` times larger
     still, then reduced, for smooth lines)."""
@@ -99,20 +94,30 @@ def tree_image(
     scale: int = 4,
     title: str = "",
     action_name: str | None = None,
+    game: str | None = None,
 ) -> np.ndarray:
     """RGB picture: the raw frame with the tree (if ``frame`` is given), then the stacked input frames, oldest first,
     each with the tree (input-pixel nodes filled on the frame they read most, hollow on the others), above a caption
     (``title``, the explained action: ``action_name`` or its index) and a colour legend of the layers.
+
+    With the tree's game :attr:`~fls.saliency.tree.AttentionTree.objects` known, the raw frame outlines them
+    (:func:`fls.objects.drawing.draw_objects`, colours by category of ``game``) and a last line counts the nodes
+    whose receptive-field centre falls in each category (roots apart).
     """
     stack = tree.observation
     side = stack.shape[-1]
     panel = side * scale
     panels: list[tuple[str, np.ndarray]] = []
+    names = tree.node_objects()
     if frame is not None:
         raw_h = panel
         raw_w = round(frame.shape[1] * panel / frame.shape[0])
-        raw = tree_panel(frame, tree, scale=2)
-        panels.append(("raw frame", cv2.resize(raw, (raw_w, raw_h), interpolation=cv2.INTER_AREA)))
+        raw = cv2.resize(tree_panel(frame, tree, scale=2), (raw_w, raw_h), interpolation=cv2.INTER_AREA)
+        if tree.objects and game is not None:
+            picture = Image.fromarray(raw)
+            draw_objects(picture, tree.objects, object_colours(game), scale=raw_h / frame.shape[0], font_size=12)
+            raw = np.asarray(picture)
+        panels.append(("raw frame", raw))
     for index in range(stack.shape[0]):
         gray = cv2.resize(stack[index], (panel, panel), interpolation=cv2.INTER_NEAREST)
         image = Image.fromarray(np.repeat(gray[..., None], 3, axis=2))
@@ -125,7 +130,7 @@ def tree_image(
         panels.append(("input frame t" + (f"-{age}" if age else " (newest)"), np.asarray(image)))
 
     font = label_font(14)
-    header, footer = 22, 44
+    header, footer = 22, 44 if names is None else 66
     width = sum(p.shape[1] for _, p in panels) + 4 * (len(panels) - 1)
     canvas = Image.new("RGB", (width, header + panel + footer), (0, 0, 0))
     draw = ImageDraw.Draw(canvas)
@@ -146,7 +151,24 @@ def tree_image(
         draw.ellipse([x, header + panel + 26, x + 10, header + panel + 36], fill=depth_colour(depth))
         draw.text((x + 14, header + panel + 24), layer, fill=(255, 255, 255), font=font)
         x += 24 + int(draw.textlength(layer, font=font))
+    if names is not None:
+        draw.text((4, header + panel + 46), object_legend(tree, names), fill=(255, 255, 255), font=font)
     return np.asarray(canvas)
+
+
+def object_legend(tree: AttentionTree, names: list[str]) -> str:
+    """``objects at node centres: Ball 4 (1 root), Player 2, none 10``: the nodes per game object, most first."""
+    counts: dict[str, list[int]] = {}
+    for node, name in zip(tree.nodes, names, strict=True):
+        count = counts.setdefault(name, [0, 0])
+        count[0] += 1
+        count[1] += node.parent is None
+    order = sorted(counts, key=lambda name: (name == "none", -counts[name][0], name))
+    parts = []
+    for name in order:
+        total, roots = counts[name]
+        parts.append(f"{name} {total}" + (f" ({roots} root{'s' if roots > 1 else ''})" if roots else ""))
+    return "objects at node centres: " + ", ".join(parts)
 
 
 def write_png(image: np.ndarray, path: str | Path) -> Path:
@@ -156,16 +178,18 @@ def write_png(image: np.ndarray, path: str | Path) -> Path:
     return Path(path)
 
 
-def hover_text(node: TreeNode) -> str:
-    """The hover text of a node: layer, channel, position, activation, contribution, receptive field."""
+def hover_text(node: TreeNode, game_object: str | None = None) -> str:
+    """The hover text of a node: layer, channel, position, activation, contribution, receptive field, and the game
+    object its centre falls in (when known)."""
     channel = f"frame {node.channel}" if node.level == 0 else f"channel {node.channel}"
     role = "root: contribution" if node.parent is None else "contribution to parent"
     parent = f"{role} {node.contribution:.4g}"
-    return (
+    text = (
         f"{node.layer} · {channel} · (y, x) = ({node.y}, {node.x})<br>"
         f"activation {node.activation:.4g} · {parent}<br>"
         f"receptive field {node.field} px centred at ({node.center[0]:.1f}, {node.center[1]:.1f})"
     )
+    return text if game_object is None else f"{text}<br>object: {game_object}"
 
 
 def tree_figure(tree: AttentionTree, *, title: str = ""):
@@ -211,6 +235,7 @@ def tree_figure(tree: AttentionTree, *, title: str = ""):
             )
         )
     strength = relative_strength(tree)
+    names = tree.node_objects()
     for parent, child in tree.edges():
         a, b = tree.nodes[parent], tree.nodes[child]
         traces.append(
@@ -238,7 +263,7 @@ def tree_figure(tree: AttentionTree, *, title: str = ""):
                     "color": ["rgb({},{},{})".format(*depth_colour(node.depth)) for node in nodes],
                     "line": {"color": "black", "width": 1},
                 },
-                hovertext=[hover_text(node) for node in nodes],
+                hovertext=[hover_text(tree.nodes[i], None if names is None else names[i]) for i in members],
                 hoverinfo="text",
                 name=tree.levels[level],
             )

@@ -37,6 +37,8 @@ from fls.envs import make_single_env
 from fls.errors import ConfigError
 from fls.model_files import check_finite_scores
 from fls.models.renderer import RAW_FRAME_SIZE, label_font, upsample_to_frame
+from fls.objects.detection import GameObject, detect
+from fls.objects.drawing import RGB, draw_objects, object_colours
 from fls.progress import progress_bar
 from fls.rundir import naming
 from fls.saliency.attention import AttentionSaliency
@@ -314,6 +316,7 @@ class _StoredStep:
     maps: dict[str, tuple[np.ndarray, float]]  # label -> (map / its max as uint8, its max)
     text: str
     trees: dict[str, AttentionTree]
+    objects: list[GameObject]  # the game objects on the frame (empty unless asked for)
 
 
 def _quantize(saliency: np.ndarray) -> tuple[np.ndarray, float]:
@@ -328,9 +331,17 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def compose_frame(
-    panels: Sequence[tuple[str, np.ndarray]], text: str, *, scale: int = 2, font_size: int | None = None
+    panels: Sequence[tuple[str, np.ndarray]],
+    text: str,
+    *,
+    scale: int = 2,
+    font_size: int | None = None,
+    objects: Sequence[GameObject] = (),
+    colours: Mapping[str, RGB] | None = None,
 ) -> np.ndarray:
-    """Side-by-side titled panels (each (210, 160, 3) uint8, upscaled ``scale`` times) above a text strip.
+    """Side-by-side titled panels (each a picture of the whole raw frame, upscaled to 210x160 ``scale`` times)
+    above a text strip, with ``objects`` (raw-frame boxes) outlined on every panel in their category's ``colours``
+    (:func:`fls.objects.drawing.draw_objects`).
 
     The canvas is padded to a multiple of 16 pixels (video codecs' macro blocks).
     """
@@ -341,9 +352,12 @@ def compose_frame(
     canvas_w = _round_up(len(panels) * width, MACRO_BLOCK)
     canvas = np.zeros((canvas_h, canvas_w, 3), np.uint8)
     for i, (_, panel) in enumerate(panels):
-        canvas[bar : bar + height, i * width : (i + 1) * width] = cv2.resize(
-            panel, (width, height), interpolation=cv2.INTER_NEAREST
-        )
+        resized = cv2.resize(panel, (width, height), interpolation=cv2.INTER_NEAREST)
+        if objects:
+            picture = Image.fromarray(resized)
+            draw_objects(picture, objects, colours or {}, scale=scale)
+            resized = np.asarray(picture)
+        canvas[bar : bar + height, i * width : (i + 1) * width] = resized
     image = Image.fromarray(canvas)
     draw = ImageDraw.Draw(image)
     for i, (title, _) in enumerate(panels):
@@ -428,13 +442,18 @@ def record_video(
     png_dir: str | Path | None = None,
     map_batch: int = 32,
     progress: bool = True,
+    objects: bool = False,
 ) -> Recording:
     """Play seeded games with :func:`play` and write a saliency video (``.mp4`` or ``.gif``) and/or PNG frames.
 
     One video frame per agent step: raw frame | one overlay panel per method (titled with its label) | the
     network's input (``show_input``), above "ep, step, action, score". ``normalize="video"`` (default) divides each
     method's maps by their maximum over the whole video, ``"frame"`` by each map's own maximum. ``path=None``
-    writes no video (PNG frames only, if ``png_dir``). Other arguments as :func:`play` and :func:`overlay`.
+    writes no video (PNG frames only, if ``png_dir``). ``objects=True`` outlines the game objects of each frame
+    (:func:`fls.objects.detect`, from the frame's RAM) on every panel, the input panel included (the preprocessing
+    resizes the whole raw frame, so the boxes map onto it), labelled with their category, one colour per category;
+    a game without an object decoder is refused before playing. Other arguments as :func:`play` and
+    :func:`overlay`.
 
     Returns the video path, the PNG paths and one :class:`EpisodeRecord` per game.
     """
@@ -444,6 +463,7 @@ def record_video(
         raise ConfigError(f"video path must end in {' or '.join(VIDEO_SUFFIXES)}, got {Path(path).name}")
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
+    colours = object_colours(game) if objects else None  # ConfigError for a game without a decoder, before playing
     chosen = resolve_methods(methods)
     labels = [label for label, _ in chosen]
     stored: list[_StoredStep] = []
@@ -461,7 +481,8 @@ def record_video(
         if step.executed_action != step.action:
             action = f"{step.executed_name} (forced; agent: {action})"
         text = f"ep {step.episode + 1}  step {step.step}  action {action}  score {step.score:g}"
-        stored.append(_StoredStep(png.tobytes(), step.observation[-1].copy(), maps, text, step.trees))
+        boxes = detect(game, step.ram) if objects else []
+        stored.append(_StoredStep(png.tobytes(), step.observation[-1].copy(), maps, text, step.trees, boxes))
 
     episodes_played = play(
         policy,
@@ -507,7 +528,7 @@ def record_video(
                 panels.append((label, overlay(frame, quantized / 255.0 * level, style=style, cmap=cmap)))
             if show_input:
                 panels.append(("input", np.repeat(step.newest[..., None], 3, axis=2)))
-            image = compose_frame(panels, step.text, scale=scale)
+            image = compose_frame(panels, step.text, scale=scale, objects=step.objects, colours=colours)
             if writer is not None:
                 writer.append_data(image)
             if png_dir is not None:

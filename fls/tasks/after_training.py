@@ -55,9 +55,10 @@ def after_training(cfg: DictConfig, run_dir: Path, model: Any = None) -> dict[st
     if after.video:
         from fls.tasks.video import saliency_video
 
-        video_cfg = evaluation_config(
-            **common, **{"saliency.methods": list(after.video_methods), "saliency.max_steps": int(after.video_steps)}
-        )
+        video = {"saliency.methods": list(after.video_methods), "saliency.max_steps": int(after.video_steps)}
+        if after.get("video_objects") is not None:  # null: saliency.objects's own default
+            video["saliency.objects"] = bool(after.video_objects)
+        video_cfg = evaluation_config(**common, **video)
         saliency_video(video_cfg, _in_memory(model, run_dir, cfg) or load(video_cfg))
     return stats
 

@@ -2,7 +2,9 @@
 
 The games are the video task's: seed ``saliency.seed``, ``saliency.episodes`` games, sampled actions unless
 ``saliency.deterministic`` (DQN / QR-DQN: ε-greedy as in evaluation); each tree explains the action taken at that
-step (``saliency.target``: for Q-networks the action's Q value).
+step (``saliency.target``: for Q-networks the action's Q value). For a game with an object decoder
+(:mod:`fls.objects`), each node also names the game object its receptive-field centre falls in (PNG legend, HTML
+hover text, ``"object"`` in the JSON).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def tree_steps(value: Any) -> list[int]:
 def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     """Play the seeded games, grow the tree of every chosen step, write PNG/HTML/JSON, log them; returns the PNGs."""
     from fls.agents.loading import repeat_action_probability
+    from fls.objects import detect, games_with_decoder
     from fls.saliency import get_method
     from fls.saliency.tree_views import tree_image, write_html, write_png
     from fls.saliency.video import play
@@ -53,6 +56,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     out = trees_dir(t.out, loaded.run_dir, loaded.checkpoint)
     stem = f"{loaded.checkpoint.stem}_{loaded.game}_seed{seed}"
     wanted = set(steps)
+    with_objects = loaded.game in games_with_decoder()  # trees of other games are drawn without objects
     sticky = repeat_action_probability(cfg, loaded.run_dir)
     written: list[tuple[str, Path, Path]] = []
 
@@ -61,10 +65,13 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
             return
         actions = [record.action] if explain_taken else None
         tree = method.trees(policy, record.observation[None], target, actions=actions)[0]  # as play() fed it
+        if with_objects and record.ram is not None:  # the game objects of the frame the tree explains
+            tree.objects = detect(loaded.game, record.ram)
         name = f"{stem}_game{record.episode + 1}_step{record.step:06d}"
         title = f"{loaded.game} {loaded.checkpoint.stem} seed {seed} game {record.episode + 1} step {record.step}"
         png = write_png(
-            tree_image(tree, frame=record.frame, title=title, action_name=record.action_name), out / f"{name}.png"
+            tree_image(tree, frame=record.frame, title=title, action_name=record.action_name, game=loaded.game),
+            out / f"{name}.png",
         )
         html = write_html(tree, out / f"{name}.html", title=f"{title}: action {record.action_name}")
         meta = {"checkpoint": str(loaded.checkpoint), "game": loaded.game, "seed": seed}

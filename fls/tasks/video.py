@@ -19,12 +19,21 @@ if TYPE_CHECKING:
 FORMATS = ("mp4", "gif")
 
 
-def video_stem(checkpoint: str, game: str, methods: list[str], seed: int, episodes: int, target: Any = "action") -> str:
+def video_stem(
+    checkpoint: str,
+    game: str,
+    methods: list[str],
+    seed: int,
+    episodes: int,
+    target: Any = "action",
+    objects: bool = False,
+) -> str:
     """A video's file name without suffix, naming what it shows, so another video never replaces it:
     ``final_model_Breakout_seed2000_1ep_attention-gradcam-fullgrad++`` (plus ``_target-<t>`` unless the maps
-    explain the action taken)."""
+    explain the action taken, and ``_objects`` when the game objects are outlined)."""
     stem = f"{checkpoint}_{game}_seed{seed}_{episodes}ep_{'-'.join(methods)}"
-    return stem if str(target) == "action" else f"{stem}_target-{target}"
+    stem = stem if str(target) == "action" else f"{stem}_target-{target}"
+    return f"{stem}_objects" if objects else stem
 
 
 def video_settings(cfg: DictConfig, loaded: Loaded, methods: list[str], epsilon: float | None) -> dict[str, Any]:
@@ -48,6 +57,7 @@ def video_settings(cfg: DictConfig, loaded: Loaded, methods: list[str], epsilon:
         "normalize": str(s.normalize),
         "input_panel": bool(s.input_panel),
         "fps": int(s.fps),
+        "objects": bool(s.objects),
         "gradcam_rectified": bool(s.get("gradcam_rectified", False)),
         "layer": s.layer,
     }
@@ -82,12 +92,18 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
         raise ConfigError(f"saliency.format must be one of {', '.join(FORMATS)}, got '{s.format}'")
     if s.normalize not in ("video", "frame"):
         raise ConfigError(f"saliency.normalize must be video or frame, got '{s.normalize}'")
+    if s.objects:
+        from fls.objects import decoder
+
+        decoder(loaded.game)  # a game without an object decoder is refused before anything is played or made
     methods = saliency_methods(cfg, loaded)
     from fls.evaluation.runner import acting_epsilon
 
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
     out = videos_dir(s.out, loaded.run_dir, loaded.checkpoint)
-    stem = video_stem(loaded.checkpoint.stem, loaded.game, list(methods), int(s.seed), int(s.episodes), s.target)
+    stem = video_stem(
+        loaded.checkpoint.stem, loaded.game, list(methods), int(s.seed), int(s.episodes), s.target, bool(s.objects)
+    )
     path = out / f"{stem}.{s.format}"
     settings = video_settings(cfg, loaded, list(methods), epsilon)
     record = settings_file(path)
@@ -112,6 +128,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
             show_input=bool(s.input_panel),
             fps=int(s.fps),
             png_dir=out / f"{stem}_frames" if s.frames else None,
+            objects=bool(s.objects),
         )
         atomic_write_json(record, settings)
     scores = ", ".join(f"{e.score:g} in {e.length} steps{'' if e.finished else ' (cut)'}" for e in recording.episodes)
