@@ -10,7 +10,11 @@ Rows:
 * every other method: one call ``method(policy, obs)`` with its default settings (it runs its own forward passes);
 * ``tree (one frame, n=N)``: one attention tree of a single observation (``fls.saliency.tree.attention_trees``, its
   own forward pass included), the interactive use: the time per tree (``--tree-n``, default 3; run when ``tree`` is
-  among the methods).
+  among the methods);
+* for a game with an object decoder (unless ``--no-objects``), the cost the game objects add per frame:
+  ``objects: detect`` reads the boxes of ``--batch`` real frames from their RAM (``fls.objects.detect``), and
+  ``objects: draw (one panel)`` outlines and labels them on one video panel at scale 2
+  (``fls.objects.drawing.draw_objects``, as ``saliency.objects=true`` does on every panel of a frame).
 
 Times are medians over ``--repeats`` calls after one warm-up call (the warm-up is the only sample when it took longer
 than ``--budget`` seconds divided by the repeats: perturbation is ~300 forward passes per frame). Memory: on CUDA
@@ -41,8 +45,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, write_json  # noqa: E402
-from fls.envs import make_vec_env  # noqa: E402
+from fls.envs import make_single_env, make_vec_env  # noqa: E402
 from fls.models import build_policy  # noqa: E402
+from fls.objects import games_with_decoder  # noqa: E402
 from fls.saliency import METHODS, AttentionSaliency, get_method, policy_forward  # noqa: E402
 from fls.saliency.tree import attention_trees  # noqa: E402
 from fls.tables import markdown_table  # noqa: E402
@@ -59,6 +64,46 @@ def real_observations(game: str, batch: int, steps: int = 40) -> torch.Tensor:
         obs, *_ = env.step(rng.integers(0, env.action_space.n, batch))
     env.close()
     return torch.as_tensor(obs)
+
+
+def real_frames(game: str, frames: int, steps: int = 40) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``frames`` (raw RGB frame, RAM) pairs of one seeded game played with random actions, after ``steps``."""
+    env = make_single_env(game, seed=0)
+    rng = np.random.default_rng(0)
+    _, info = env.reset()
+    pairs = []
+    for step in range(steps + frames):
+        if step >= steps:
+            pairs.append((info["rgb"], info["ram"]))
+        _, _, terminated, truncated, info = env.step(int(rng.integers(env.action_space.n)))
+        if terminated or truncated:
+            _, info = env.reset()
+    env.close()
+    return pairs
+
+
+def object_rows(game: str, frames: int, repeats: int, budget: float) -> list[dict]:
+    """The per-frame cost of the game objects (rows named ``objects: ...``), on ``frames`` real frames."""
+    from PIL import Image
+
+    from fls.objects import detect
+    from fls.objects.drawing import draw_objects, object_colours
+
+    pairs = real_frames(game, frames)
+    boxes = [detect(game, ram) for _, ram in pairs]
+    colours = object_colours(game)
+    panels = [np.repeat(np.repeat(frame, 2, axis=0), 2, axis=1) for frame, _ in pairs]  # scale 2, as videos
+
+    def draw() -> None:
+        for panel, objects in zip(panels, boxes, strict=True):
+            draw_objects(Image.fromarray(panel), objects, colours, scale=2)
+
+    cpu = torch.device("cpu")
+    rows = [
+        {"method": "objects: detect", **measure(lambda: [detect(game, ram) for _, ram in pairs], cpu, repeats, budget)},
+        {"method": "objects: draw (one panel)", **measure(draw, cpu, repeats, budget)},
+    ]
+    return [{**row, "frames": frames} for row in rows]
 
 
 def release_free_memory() -> None:
@@ -142,6 +187,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--tree-n", type=int, default=3, help="children per node of the one-frame tree row")
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/saliency_cost.json)")
+    parser.add_argument("--no-objects", action="store_true", help="leave out the game objects' rows")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -181,6 +227,8 @@ def main() -> None:
     if "tree" in methods:
         tree_row = measure(lambda: attention_trees(policy, obs[:1], n=args.tree_n), device, max(args.repeats, 20), 60)
         rows.append({"method": f"tree (one frame, n={args.tree_n})", "frames": 1, **tree_row})
+    if not args.no_objects and args.game in games_with_decoder():
+        rows.extend(object_rows(args.game, args.batch, max(args.repeats, 20), args.budget))
     for name, method in methods.items():
         if name == "attention":
             continue
@@ -202,8 +250,8 @@ def main() -> None:
         row["relative_to_forward"] = (row["seconds"] / row["frames"]) / (base["seconds"] / args.batch)
         row["peak_memory_mib"] = row["peak_bytes"] / 2**20
         cells.append(
-            [row["method"], row["frames"], f"{row['ms_per_batch']:.1f}", f"{row['ms_per_frame']:.2f}"]
-            + [f"{row['relative_to_forward']:.2f}", f"{row['peak_memory_mib']:.1f}", row["runs"]]
+            [row["method"], row["frames"], f"{row['ms_per_batch']:.3g}", f"{row['ms_per_frame']:.3g}"]
+            + [f"{row['relative_to_forward']:.3g}", f"{row['peak_memory_mib']:.1f}", row["runs"]]
         )
     columns = ["method", "frames", "ms / call", "ms / frame", "x forward", "peak extra memory (MiB)", "runs"]
     table = [markdown_table(columns, cells)]
