@@ -158,3 +158,14 @@ def test_objects_from_training_the_python_api_and_trees(tmp_path: Path, monkeypa
     assert {obj["category"] for obj in record["objects"]} >= {"Player"}
     assert all(node["object"] in ("Player", "Ball", "none") for node in record["nodes"])
     assert "object: " in png.with_suffix(".html").read_text()
+
+
+def test_a_video_made_before_the_setting_counts_as_made_without_objects(tmp_path: Path) -> None:
+    from fls.tasks.video import refuse_another_video, settings_file
+
+    video = tmp_path / "final_model_Breakout_seed2000_1ep_attention.mp4"
+    video.write_bytes(b"")
+    settings_file(video).write_text(json.dumps({"methods": ["attention"]}))  # no "objects": an older video
+    refuse_another_video(video, {"methods": ["attention"], "objects": False})
+    with pytest.raises(ConfigError, match="with objects=False, not True"):
+        refuse_another_video(video, {"methods": ["attention"], "objects": True})
