@@ -395,8 +395,8 @@ class ObjectsConfig:
     max_steps)."""
 
     tolerance: float = key(
-        "pointing game: pixels a box grows on every side (8 px: Zhang et al.'s 15 px of 224 scaled to 160/210-px "
-        "Atari frames, about one ball's length)",
+        "pointing game: pixels a box grows on every side (Zhang et al.'s 15 px on 224-px images is 11-14 px on "
+        "Atari's frame; 8 px: 3-4 cells of the 84x84 map)",
         8.0,
         ge=0,
         main=True,
