@@ -382,7 +382,7 @@ def objects_root(run_dir: Path | None, checkpoint: Path) -> Path:
 
 def objects_dir(configured: Any, run_dir: Path | None, checkpoint: Path, name: str) -> Path:
     """``configured`` (objects.out), else ``<objects_root>/<name>``, ``name`` saying which games and maps were
-    scored (:func:`fls.tasks.video.video_stem`: ``final_model_Breakout_seed2000_1ep_attention-gradcam``), so that
+    scored (:func:`fls.saliency.settings.video_stem`: ``final_model_Breakout_seed2000_1ep_attention-gradcam``), so that
     results of another checkpoint, game, seed or set of methods never replace these."""
     if configured:
         return _task_dir(configured, run_dir, checkpoint, OBJECTS_DIR)

@@ -14,7 +14,7 @@ from fls.errors import ConfigError
 from fls.locks import LOCK_FILE, hold, remove_orphans
 from fls.logging import publish_to_wandb
 from fls.rundir import SUMMARY_FILE, atomic_write_json, atomic_write_text, make_dirs, objects_dir, refuse_other_results
-from fls.saliency.settings import saliency_methods, saliency_target
+from fls.saliency.settings import played_settings, saliency_methods, saliency_target, video_stem
 from fls.tables import csv_text
 
 if TYPE_CHECKING:
@@ -25,12 +25,9 @@ FILES = ("objects.csv", "objects.md", "objects_by_category.png", "objects_over_t
 
 
 def objects_settings(cfg: DictConfig, loaded: Loaded, methods: list[str], epsilon: float | None) -> dict[str, Any]:
-    """Everything the numbers depend on, kept in the results' summary.json: the video's games and maps (the video
-    task's settings, less how they are drawn) and the scoring's tolerance and baseline seed."""
-    from fls.tasks.video import video_settings
-
-    drawing = ("normalize", "input_panel", "fps")
-    games = {k: v for k, v in video_settings(cfg, loaded, methods, epsilon).items() if k not in drawing}
+    """Everything the numbers depend on, kept in the results' summary.json: the video's games and maps
+    (:func:`fls.saliency.settings.played_settings`) and the scoring's tolerance and baseline seed."""
+    games = played_settings(cfg, loaded, methods, epsilon)
     o = cfg.objects
     return {
         **games,
@@ -44,13 +41,10 @@ def objects_task(cfg: DictConfig, loaded: Loaded) -> Path:
     """Play the video task's seeded games, score every step's maps against the objects on screen, write the table,
     figures and summary.json into a folder named by what was scored (one writer at a time), log them to W&B."""
     from fls.evaluation.runner import acting_epsilon
-    from fls.objects import categories
-    from fls.tasks.video import video_stem
+    from fls.objects.detection import categories
 
     s = cfg.saliency
     groups = categories(loaded.game)  # refuses a game without a decoder before anything is played or written
-    if float(cfg.objects.tolerance) < 0:
-        raise ConfigError(f"objects.tolerance must be >= 0 pixels, got {cfg.objects.tolerance}")
     methods = saliency_methods(cfg, loaded)
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
     name = video_stem(loaded.checkpoint.stem, loaded.game, list(methods), int(s.seed), int(s.episodes), s.target)
@@ -72,7 +66,7 @@ def score_games(
     and centre-prior baselines of :mod:`fls.gaze.baselines`) as it comes: no frame is kept."""
     from fls.gaze.baselines import CENTER_PRIOR, RANDOM, BaselineMaps
     from fls.models.renderer import upsample_to_frame
-    from fls.objects import detect
+    from fls.objects.detection import detect
     from fls.objects.results import ObjectResults
     from fls.objects.scores import ANY, frame_scores
     from fls.saliency.video import play
