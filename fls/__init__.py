@@ -17,10 +17,10 @@ from typing import Any
 from fls.errors import ConfigError, FlsError, Interrupted
 
 __version__ = "0.1.0"
-# The API (fls/api.py), imported on first use. score_gaze and report_sweep are named apart from the packages of the
-# same concept (fls.gaze, fls.report), whose import would bind their names here.
+# The API (fls/api.py), imported on first use. score_gaze, score_objects and report_sweep are named apart from the
+# packages of the same concept (fls.gaze, fls.objects, fls.report), whose import would bind their names here.
 _API = ("EvalResult", "Run", "evaluate", "explain", "faithfulness", "load", "report_sweep", "score_gaze", "train")
-_API += ("trees", "video")
+_API += ("score_objects", "trees", "video")
 __all__ = ["ConfigError", "FlsError", "Interrupted", "stats", *_API]
 
 

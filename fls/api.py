@@ -404,6 +404,61 @@ def score_gaze(
     return gaze_agreement(_task_config(agent, wandb, **settings), loaded(agent))
 
 
+def score_objects(
+    run_or_agent: Agent | str | Path,
+    *,
+    methods: Sequence[str] | None = None,
+    seed: int | None = None,
+    episodes: int | None = None,
+    max_steps: int | None = None,
+    tolerance: float | None = None,
+    baseline_seed: int | None = None,
+    target: str | int | None = None,
+    deterministic: bool | None = None,
+    out: str | Path | None = None,
+    wandb: str = "disabled",
+) -> Path:
+    """How each method's maps point at the game's objects (read from RAM) in the video's seeded games, beside a
+    random and a centre-prior map, as ``evaluate.py task=objects``; also ``fls.objects.score``.
+
+    Args:
+        run_or_agent: an agent from :func:`load`, or what :func:`load` takes (a run directory, a checkpoint).
+        methods: the saliency methods to score.
+        seed: seed of the first game and of the action sampler (the video's ``saliency.seed``).
+        episodes: games played.
+        max_steps: agent steps in all at most.
+        tolerance: pixels a box grows on every side for the pointing game.
+        baseline_seed: seed of the random-map baseline.
+        target: what the maps explain: ``"action"`` (the action taken), ``"value"`` or an action index.
+        deterministic: greedy actions instead of sampled ones.
+        out: the folder (None: ``<run>/objects/<model>_<game>_seed<seed>_<episodes>ep_<methods>/``).
+        wandb: ``"disabled"``, ``"offline"`` or ``"online"``.
+
+    Returns:
+        The folder holding ``objects.csv``, ``objects.md``, the two figures and ``summary.json``.
+
+    Raises:
+        fls.FlsError: a game without an object decoder (before anything is played), an unknown method, results of
+            other settings in ``out``.
+    """
+    from fls.agents.agent import Agent as AgentClass
+    from fls.agents.loading import loaded
+    from fls.tasks.objects import objects_task
+
+    agent = run_or_agent if isinstance(run_or_agent, AgentClass) else load(run_or_agent)
+    settings = _given(
+        "saliency",
+        methods=methods,
+        seed=seed,
+        episodes=episodes,
+        max_steps=max_steps,
+        target=target,
+        deterministic=deterministic,
+    )
+    settings |= _given("objects", tolerance=tolerance, seed=baseline_seed, out=out)
+    return objects_task(_task_config(agent, wandb, **settings), loaded(agent))
+
+
 def report_sweep(
     sweep: str | Path | Sequence[str | Path], *, out: str | Path | None = None, wandb: str = "disabled"
 ) -> Path:

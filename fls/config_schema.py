@@ -56,6 +56,8 @@ TASKS = {
     "faithfulness": "deletion/insertion curves and randomisation sanity checks of the saliency methods "
     "(faithfulness.*, saliency.*)",
     "tree": "attention trees of chosen steps of a seeded game, as PNG and 3-D HTML (tree.*, saliency.*)",
+    "objects": "how the saliency maps of the video's seeded games point at the game objects read from RAM "
+    "(objects.*, saliency.*)",
 }
 FAITHFULNESS_BASELINES = ("blur", "mean")
 TREE_ROOTS = ("relevance", "attention")  # fls.saliency.tree.ROOTS
@@ -396,6 +398,24 @@ class FaithfulnessConfig:
 
 
 @dataclass
+class ObjectsConfig:
+    """task=objects: saliency maps against the game objects read from RAM (the games: saliency.seed/episodes/
+    max_steps)."""
+
+    tolerance: float = key(
+        "pointing game: pixels a box grows on every side (Zhang et al.'s 15 px on 224-px images is 11-14 px on "
+        "Atari's frame; 8 px: 3-4 cells of the 84x84 map)",
+        8.0,
+        ge=0,
+        main=True,
+    )
+    seed: int = key("seed of the random-map baseline", 0, ge=0, le=MAX_SEED)
+    out: str | None = key(
+        "null: <run>/objects/<checkpoint>_<game>_seed<seed>_<episodes>ep_<methods>/", None, main=True, path=True
+    )
+
+
+@dataclass
 class EvalWandbConfig:
     """Weights & Biases logging of evaluate.py's results."""
 
@@ -429,6 +449,7 @@ class EvaluateConfig:
     zoo: ZooConfig = key("rl-zoo3 experiment folders", ZooConfig)
     tree: TreeConfig = key("task=tree", TreeConfig)
     faithfulness: FaithfulnessConfig = key("task=faithfulness", FaithfulnessConfig)
+    objects: ObjectsConfig = key("task=objects", ObjectsConfig)
     allow_pickle: bool = key("let model files unpickle objects (runs code: trusted files only)", False)
     logger: EvalLoggerConfig = key("logging", EvalLoggerConfig)
 

@@ -10,11 +10,12 @@
   eval/<checkpoint>/     evaluate.py's records and summary of that checkpoint (evaluation_dir)
     faithfulness/<methods>_<baseline>/   its faithfulness results (faithfulness_dir)
   gaze/<checkpoint>_<game>_<methods>/    gaze agreement (gaze_dir)
+  objects/<checkpoint>_<game>_seed<seed>_<episodes>ep_<methods>/   saliency against game objects (objects_dir)
   videos/, trees/        saliency videos and attention trees (videos_dir, trees_dir)
 <sweep dir>/report/      a sweep's report (report_dir)
 
-A checkpoint file outside a run gets ``<checkpoint stem>_eval/``, ``_gaze/``, ``_videos/``, ``_trees/`` beside it;
-every task's ``<task>.out=`` replaces the default folder.
+A checkpoint file outside a run gets ``<checkpoint stem>_eval/``, ``_gaze/``, ``_objects/``, ``_videos/``,
+``_trees/`` beside it; every task's ``<task>.out=`` replaces the default folder.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ SUMMARY_FILE = "summary.json"  # every result folder's summary (evaluation, gaze
 EVAL_DIR = "eval"
 FAITHFULNESS_DIR = "faithfulness"
 GAZE_DIR = "gaze"
+OBJECTS_DIR = "objects"
 VIDEOS_DIR = "videos"
 TREES_DIR = "trees"
 REPORT_DIR = "report"
-OUTPUT_DIRS = (EVAL_DIR, GAZE_DIR, VIDEOS_DIR, TREES_DIR, REPORT_DIR)  # what the tasks write inside a run
+OUTPUT_DIRS = (EVAL_DIR, GAZE_DIR, OBJECTS_DIR, VIDEOS_DIR, TREES_DIR, REPORT_DIR)  # what the tasks write inside a run
 _CHECKPOINT_RE = re.compile(r"^step_(\d+)\.zip$")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -372,6 +374,20 @@ def gaze_dir(configured: Any, run_dir: Path | None, checkpoint: Path, game: str,
     if configured:
         return _task_dir(configured, run_dir, checkpoint, GAZE_DIR)
     return gaze_root(run_dir, checkpoint) / f"{checkpoint.stem}_{game}_{'-'.join(methods)}"
+
+
+def objects_root(run_dir: Path | None, checkpoint: Path) -> Path:
+    """The folder of object-scoring results: <run>/objects/, else <checkpoint stem>_objects/ beside the file."""
+    return _task_dir(None, run_dir, checkpoint, OBJECTS_DIR)
+
+
+def objects_dir(configured: Any, run_dir: Path | None, checkpoint: Path, name: str) -> Path:
+    """``configured`` (objects.out), else ``<objects_root>/<name>``, ``name`` saying which games and maps were
+    scored (:func:`fls.saliency.settings.video_stem`: ``final_model_Breakout_seed2000_1ep_attention-gradcam``), so that
+    results of another checkpoint, game, seed or set of methods never replace these."""
+    if configured:
+        return _task_dir(configured, run_dir, checkpoint, OBJECTS_DIR)
+    return objects_root(run_dir, checkpoint) / name
 
 
 def videos_dir(configured: Any, run_dir: Path | None, checkpoint: Path) -> Path:

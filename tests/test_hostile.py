@@ -350,6 +350,7 @@ OVERFLOW_TASKS = {
     "faithfulness": ["task=faithfulness", "faithfulness.frames=4", "faithfulness.sanity=false", "eval.seed=100"],
     "episodes": ["eval.episodes=1", "eval.num_envs=1", "eval.max_episode_steps=30", "eval.seed=100"],
     "gaze": ["task=gaze", "gaze.data={sandbox}"],
+    "objects": ["task=objects", "saliency=[attention]", "saliency.max_steps=20"],
 }
 
 

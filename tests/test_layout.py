@@ -11,13 +11,15 @@ from fls.rundir import (
     faithfulness_root,
     gaze_dir,
     gaze_root,
+    objects_dir,
+    objects_root,
     report_dir,
     trees_dir,
     videos_dir,
 )
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "fls"
-FOLDERS = {"eval", "gaze", "videos", "trees", "faithfulness", "report", "summary.json"}
+FOLDERS = {"eval", "gaze", "objects", "videos", "trees", "faithfulness", "report", "summary.json"}
 
 
 def test_the_layout_of_a_run(tmp_path: Path) -> None:
@@ -33,6 +35,9 @@ def test_the_layout_of_a_run(tmp_path: Path) -> None:
     assert gaze_root(run, checkpoint) == run / "gaze"
     assert gaze_dir(None, run, checkpoint, "Breakout", ["attention"]) == run / "gaze" / "step_100_Breakout_attention"
     assert gaze_dir(str(tmp_path / "g"), run, checkpoint, "Breakout", ["attention"]) == tmp_path / "g"
+    assert objects_root(run, checkpoint) == run / "objects"
+    assert objects_dir(None, run, checkpoint, "step_100_Breakout_x") == run / "objects" / "step_100_Breakout_x"
+    assert objects_dir(str(tmp_path / "o"), run, checkpoint, "step_100_Breakout_x") == tmp_path / "o"
     assert videos_dir(None, run, checkpoint) == run / "videos"
     assert trees_dir(None, run, checkpoint) == run / "trees"
     assert report_dir(tmp_path) == tmp_path / "report"
@@ -44,6 +49,7 @@ def test_a_checkpoint_outside_a_run_keeps_its_outputs_beside_it(tmp_path: Path) 
     assert gaze_dir(None, None, model, "Pong", ["attention"]) == tmp_path / "breakout_gaze" / "breakout_Pong_attention"
     assert videos_dir(None, None, model) == tmp_path / "breakout_videos"
     assert trees_dir(None, None, model) == tmp_path / "breakout_trees"
+    assert objects_dir(None, None, model, "breakout_Pong_x") == tmp_path / "breakout_objects" / "breakout_Pong_x"
 
 
 def test_no_other_module_spells_a_folder_of_the_run() -> None:

@@ -11,6 +11,9 @@ run of the sweep and writes, into ``report.out`` (default ``<sweep dir>/report/`
   the per-seed means in a column of its own;
 - ``saliency.md`` / ``saliency.csv``: gaze agreement (NSS, KL, sAUC, CC; Table 4) from each run's gaze summaries,
   aggregated across seeds the same way;
+- ``faithfulness.md`` / ``.csv`` and ``objects.md`` / ``.csv``: the ``task=faithfulness`` and ``task=objects``
+  results of every run by model and method (:mod:`fls.report.faithfulness`, :mod:`fls.report.objects`), each
+  also a section of ``report.md``;
 - ``runs.csv``: every run with what it has and what it lacks; ``report.md``: all of it, with the list of runs
   missing an evaluation, gaze results or reward data (also printed);
 - a W&B run (offline by default, ``job_type=report``) with the tables and the figure.
@@ -147,6 +150,9 @@ def make_report(cfg: DictConfig) -> Path:
     from fls.report.faithfulness import add_faithfulness  # its own section (task=faithfulness results)
 
     files.update(add_faithfulness(report, out_dir, files["report_md"]))
+    from fls.report.objects import add_objects  # its own section (task=objects results)
+
+    files.update(add_objects(report, out_dir, files["report_md"]))
     log_report(
         report,
         files,

@@ -1,5 +1,6 @@
 """The saliency settings of evaluate.py's config (``saliency.methods``, ``saliency.target``, ...) as methods checked
-against an agent, shared by every task that draws maps (video, tree, gaze, faithfulness)."""
+against an agent, shared by every task that draws maps (video, tree, gaze, faithfulness, objects), and the settings
+of the video task's seeded games (:func:`played_settings`), which the video and objects tasks play."""
 
 from __future__ import annotations
 
@@ -44,3 +45,49 @@ def saliency_target(cfg: DictConfig) -> Any:
     if isinstance(target, str) and target not in ("action", "value"):
         raise ConfigError(f"saliency.target must be action, value or an action index, got '{target}'")
     return target
+
+
+def video_stem(
+    checkpoint: str,
+    game: str,
+    methods: list[str],
+    seed: int,
+    episodes: int,
+    target: Any = "action",
+    objects: bool = False,
+) -> str:
+    """The name of what the video task's seeded games show, so that another video (or another task's results of
+    other games) never replaces it: ``final_model_Breakout_seed2000_1ep_attention-gradcam-fullgrad++`` (plus
+    ``_target-<t>`` unless the maps explain the action taken, and ``_objects`` on a video with the game objects
+    outlined). The video's file name, the objects task's folder."""
+    stem = f"{checkpoint}_{game}_seed{seed}_{episodes}ep_{'-'.join(methods)}"
+    stem = stem if str(target) == "action" else f"{stem}_target-{target}"
+    return f"{stem}_objects" if objects else stem
+
+
+def played_settings(cfg: DictConfig, loaded: Loaded, methods: list[str], epsilon: float | None) -> dict[str, Any]:
+    """Everything the video task's seeded games and their maps depend on (``saliency.*``, the model, acting,
+    sticky actions), shared by the tasks that play them (video, objects) and kept beside their outputs."""
+    from fls.agents.loading import repeat_action_probability
+
+    s = cfg.saliency
+    settings = {
+        "checkpoint": str(loaded.checkpoint),
+        "digest": loaded.agent.digest,
+        "game": loaded.game,
+        "methods": methods,
+        "seed": int(s.seed),
+        "episodes": int(s.episodes),
+        "target": s.target,
+        "deterministic": bool(s.deterministic),
+        "epsilon": epsilon,
+        "max_steps": int(s.max_steps),
+        "max_episode_steps": loaded.spec.eval_max_episode_steps,
+        "repeat_action_probability": repeat_action_probability(cfg, loaded.run_dir),
+        "gradcam_rectified": bool(s.get("gradcam_rectified", False)),
+        "layer": s.layer,
+    }
+    if "tree" in methods:
+        tree = cfg.get("tree") or {}
+        settings |= {f"tree.{k}": tree.get(k) for k in ("n", "depth", "min_separation")}
+    return settings

@@ -1,5 +1,6 @@
 """evaluate.py's tasks: score episodes (sharded, resumable), merge shards, saliency videos, trees, gaze agreement,
-faithfulness and reports; each task loads what it needs and calls the module that does the work."""
+faithfulness, saliency against game objects and reports; each task loads what it needs and calls the module that
+does the work."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fls.errors import ConfigError
 from fls.evaluation.episodes import evaluate_episodes, merge
 from fls.rundir import evaluation_dir
 
-TASKS = ("episodes", "merge", "video", "gaze", "report", "faithfulness", "tree")
+TASKS = ("episodes", "merge", "video", "gaze", "report", "faithfulness", "tree", "objects")
 
 
 def main(cfg: DictConfig) -> None:
@@ -36,6 +37,10 @@ def main(cfg: DictConfig) -> None:
         from fls.tasks.faithfulness import faithfulness_task
 
         faithfulness_task(cfg, load(cfg))
+    elif cfg.task == "objects":
+        from fls.tasks.objects import objects_task
+
+        objects_task(cfg, load(cfg))
     elif cfg.task == "report":
         from fls.report.make import make_report
 

@@ -36,7 +36,7 @@ def tree_steps(value: Any) -> list[int]:
 def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     """Play the seeded games, grow the tree of every chosen step, write PNG/HTML/JSON, log them; returns the PNGs."""
     from fls.agents.loading import repeat_action_probability
-    from fls.objects import detect, games_with_decoder
+    from fls.objects.detection import detect, games_with_decoder
     from fls.saliency import get_method
     from fls.saliency.tree_views import tree_image, write_html, write_png
     from fls.saliency.video import play

@@ -11,7 +11,7 @@ from fls.errors import ConfigError
 from fls.locks import hold
 from fls.logging import publish_to_wandb
 from fls.rundir import atomic_write_json, make_dirs, settings_differ, videos_dir
-from fls.saliency.settings import saliency_methods, saliency_target
+from fls.saliency.settings import played_settings, saliency_methods, saliency_target, video_stem
 
 if TYPE_CHECKING:
     from fls.agents.loading import Loaded
@@ -19,52 +19,17 @@ if TYPE_CHECKING:
 FORMATS = ("mp4", "gif")
 
 
-def video_stem(
-    checkpoint: str,
-    game: str,
-    methods: list[str],
-    seed: int,
-    episodes: int,
-    target: Any = "action",
-    objects: bool = False,
-) -> str:
-    """A video's file name without suffix, naming what it shows, so another video never replaces it:
-    ``final_model_Breakout_seed2000_1ep_attention-gradcam-fullgrad++`` (plus ``_target-<t>`` unless the maps
-    explain the action taken, and ``_objects`` when the game objects are outlined)."""
-    stem = f"{checkpoint}_{game}_seed{seed}_{episodes}ep_{'-'.join(methods)}"
-    stem = stem if str(target) == "action" else f"{stem}_target-{target}"
-    return f"{stem}_objects" if objects else stem
-
-
 def video_settings(cfg: DictConfig, loaded: Loaded, methods: list[str], epsilon: float | None) -> dict[str, Any]:
-    """Everything a video's frames depend on, kept beside it in ``<video>.json``; the name holds the main ones."""
-    from fls.agents.loading import repeat_action_probability
-
+    """Everything a video's frames depend on, kept beside it in ``<video>.json``; the name holds the main ones:
+    the games and their maps (:func:`fls.saliency.settings.played_settings`) and how they are drawn."""
     s = cfg.saliency
-    settings = {
-        "checkpoint": str(loaded.checkpoint),
-        "digest": loaded.agent.digest,
-        "game": loaded.game,
-        "methods": methods,
-        "seed": int(s.seed),
-        "episodes": int(s.episodes),
-        "target": s.target,
-        "deterministic": bool(s.deterministic),
-        "epsilon": epsilon,
-        "max_steps": int(s.max_steps),
-        "max_episode_steps": loaded.spec.eval_max_episode_steps,
-        "repeat_action_probability": repeat_action_probability(cfg, loaded.run_dir),
+    drawing = {
         "normalize": str(s.normalize),
         "input_panel": bool(s.input_panel),
         "fps": int(s.fps),
         "objects": bool(s.objects),
-        "gradcam_rectified": bool(s.get("gradcam_rectified", False)),
-        "layer": s.layer,
     }
-    if "tree" in methods:
-        tree = cfg.get("tree") or {}
-        settings |= {f"tree.{k}": tree.get(k) for k in ("n", "depth", "min_separation")}
-    return settings
+    return {**played_settings(cfg, loaded, methods, epsilon), **drawing}
 
 
 def settings_file(video: Path) -> Path:
@@ -93,7 +58,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
     if s.normalize not in ("video", "frame"):
         raise ConfigError(f"saliency.normalize must be video or frame, got '{s.normalize}'")
     if s.objects:
-        from fls.objects import decoder
+        from fls.objects.detection import decoder
 
         decoder(loaded.game)  # a game without an object decoder is refused before anything is played or made
     methods = saliency_methods(cfg, loaded)

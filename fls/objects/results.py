@@ -1,0 +1,177 @@
+"""The scores of ``task=objects`` over whole games: per-step scores of every map (:func:`fls.objects.scores.
+frame_scores`), their means as a table (CSV, markdown) and the two figures.
+
+A row is a method (or a baseline); for each category and :data:`~fls.objects.scores.ANY` the mean over the frames
+where that category is on screen of the pointing game (as a rate), the energy share and the energy ratio, with
+the number of frames they average over.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fls.objects.scores import ANY, SCORES
+from fls.rundir import atomic_path
+from fls.tables import markdown_table
+
+__all__ = ["BASELINE_LABELS", "ObjectResults", "columns"]
+
+# the baselines of fls.gaze.baselines, scored the same way as the methods; how the tables name them
+BASELINE_LABELS = {"random": "*random*", "center_prior": "*centre prior*"}
+HEADINGS = {"pointing": "pointing game", "energy": "energy share", "ratio": "energy ratio"}
+
+
+def columns(groups: Sequence[str]) -> list[str]:
+    """The CSV's columns: ``method``, ``kind``, then ``<group>_<score>`` and ``<group>_frames`` per group."""
+    return ["method", "kind", *(f"{g}_{s}" for g in groups for s in (*SCORES, "frames"))]
+
+
+@dataclass
+class ObjectResults:
+    """Per-step scores of ``methods`` (the chosen methods, then the baselines) for ``groups`` (the game's
+    categories, then ANY): ``add`` one (methods, groups, scores) array per step, read the means with ``table``."""
+
+    methods: list[str]
+    baselines: list[str]
+    groups: list[str]
+    steps: list[np.ndarray] = field(default_factory=list)
+    episodes: list[int] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+
+    def add(self, scores: np.ndarray, episode: int, reward: float) -> None:
+        """One step's (len(methods) + len(baselines), len(groups), len(SCORES)) scores (NaN: category absent)."""
+        self.steps.append(np.asarray(scores, np.float64))
+        self.episodes.append(int(episode))
+        self.rewards.append(float(reward))
+
+    @property
+    def names(self) -> list[str]:
+        """Methods then baselines, the order of every table and figure."""
+        return [*self.methods, *self.baselines]
+
+    def array(self) -> np.ndarray:
+        """(steps, methods + baselines, groups, scores)."""
+        shape = (0, len(self.names), len(self.groups), len(SCORES))
+        return np.stack(self.steps) if self.steps else np.zeros(shape)
+
+    def table(self) -> dict[str, dict[str, dict[str, float]]]:
+        """``{method: {group: {"pointing", "energy", "ratio", "frames"}}}``: means over the frames where the
+        group is present (NaN and 0 frames when it never is)."""
+        data = self.array()
+        present = ~np.isnan(data[..., 0])
+        frames = present.sum(axis=0)
+        with np.errstate(invalid="ignore"):
+            means = np.nansum(data, axis=0) / frames[..., None]
+        return {
+            name: {
+                group: {
+                    **{s: float(means[m, g, k]) if frames[m, g] else math.nan for k, s in enumerate(SCORES)},
+                    "frames": int(frames[m, g]),
+                }
+                for g, group in enumerate(self.groups)
+            }
+            for m, name in enumerate(self.names)
+        }
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The table as CSV rows (:func:`columns`)."""
+        rows = []
+        for name, groups in self.table().items():
+            row: dict[str, Any] = {"method": name, "kind": "baseline" if name in self.baselines else "method"}
+            for group, values in groups.items():
+                row.update({f"{group}_{key}": value for key, value in values.items()})
+            rows.append(row)
+        return rows
+
+    def markdown(self, tolerance: float) -> str:
+        """The table as markdown, with a line saying what the numbers are."""
+        heads = ["Method"]
+        for group in self.groups:
+            heads += [f"{group} {HEADINGS[s]}" for s in SCORES] + [f"{group} frames"]
+        body = []
+        for name, groups in self.table().items():
+            cells = [BASELINE_LABELS.get(name, name)]
+            for values in groups.values():
+                cells += ["–" if math.isnan(values[s]) else f"{values[s]:.3g}" for s in SCORES]
+                cells.append(values["frames"])
+            body.append(cells)
+        note = (
+            f"Means over the frames where each category is on screen ({ANY}: any object). Pointing game: share of "
+            f"frames whose map maximum lies in a box grown by {tolerance:g} px; energy share: share of the map's sum "
+            "inside the boxes; energy ratio: energy share / the boxes' share of the frame (1: as much as a uniform "
+            "map). Baselines: uniform noise (seeded) and a centre-prior Gaussian, scored the same way."
+        )
+        return markdown_table(heads, body, "l" + "r" * (len(heads) - 1)) + "\n\n" + note + "\n"
+
+    def plot_by_category(self, path: Path) -> None:
+        """A panel per group and score (energy share above, pointing game below): a bar per method, the
+        baselines grey and hatched. Energy shares are scaled to each panel (a small object holds a small share)."""
+        plt = _pyplot()
+        table = self.table()
+        shown = ("energy", "pointing")
+        fig, axes = plt.subplots(
+            len(shown), len(self.groups), figsize=(1.2 + (0.5 + 0.45 * len(self.names)) * len(self.groups), 5.2)
+        )
+        axes = np.asarray(axes).reshape(len(shown), len(self.groups))
+        x = np.arange(len(self.names))
+        colours = ["0.75" if n in self.baselines else f"C{i}" for i, n in enumerate(self.names)]
+        hatches = [("//" if n == "random" else "..") if n in self.baselines else "" for n in self.names]
+        for g, group in enumerate(self.groups):
+            for row, score in enumerate(shown):
+                ax = axes[row, g]
+                values = np.nan_to_num([table[n][group][score] for n in self.names])
+                ax.bar(x, values, 0.8, color=colours, hatch=hatches, edgecolor="0.3")
+                ax.set_xticks(x, [n.replace("_", " ") for n in self.names], rotation=45, ha="right", fontsize=7)
+                ax.set_title(f"{group}: {HEADINGS[score]}", fontsize=9)
+                if score == "pointing":
+                    ax.set_ylim(0, 1)
+            axes[0, g].set_xticks(x, [""] * len(x))
+            axes[0, g].set_title(f"{group}: energy share ({table[self.names[0]][group]['frames']} frames)", fontsize=9)
+        _save(fig, path)
+
+    def plot_over_time(self, path: Path) -> None:
+        """One panel per method: each category's energy share at every step (gaps: off screen), episode starts
+        as dashed grey lines and rewarded steps as thin green ones."""
+        plt = _pyplot()
+        data = self.array()
+        fig, axes = plt.subplots(len(self.methods), 1, figsize=(10, 2.4 * len(self.methods)), squeeze=False)
+        steps = np.arange(len(data))
+        starts = [i for i in range(1, len(self.episodes)) if self.episodes[i] != self.episodes[i - 1]]
+        rewarded = [i for i, r in enumerate(self.rewards) if r > 0]
+        for m, ax in enumerate(axes[:, 0]):
+            for start in starts:
+                ax.axvline(start, color="0.5", linestyle="--", linewidth=0.7)
+            for i, step in enumerate(rewarded):
+                ax.axvline(step, color="green", linewidth=0.5, alpha=0.5, label="reward" if i == 0 else None)
+            for g, group in enumerate(self.groups[:-1]):  # the categories; ANY is their union
+                ax.plot(steps, data[:, m, g, 1], label=group, linewidth=0.9, color=f"C{g}")
+            ax.set_ylim(bottom=0)
+            ax.set_ylabel("energy share")
+            ax.set_title(f"{self.methods[m]}: share of the map on each object", fontsize=9)
+            ax.legend(fontsize=7, loc="upper right")
+        axes[-1, 0].set_xlabel("agent step")
+        _save(fig, path)
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
