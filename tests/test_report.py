@@ -666,6 +666,85 @@ def test_report_of_a_real_sweep(cli, tmp_path) -> None:
     assert (written / "scores.csv").is_file() and str(written) in default.stdout
 
 
+# issue 23's done-when at its smallest: 2 models x 2 games x 3 seeds, each 384 agent steps in one env (Breakout
+# finishes its first game by then, so its training window has points; Pong does not), then one evaluation game each.
+# About 3 minutes on 2 cores loaded 4-fold (most of it ALE stepping and Pong's evaluation games).
+SWEEP_2X2X3 = (
+    "model=nature_cnn,sparse_fls",
+    "env=Breakout,Pong",
+    "seed=1,2,3",
+    "env.num_envs=1",
+    "ppo.n_steps=64",
+    "ppo.batch_size=64",
+    "ppo.n_epochs=1",
+    "total_timesteps=384",
+    "after_training.eval_episodes=1",
+    "after_training.eval_num_envs=1",
+    "logger.wandb.mode=disabled",
+    "logger.tensorboard=false",
+)
+
+
+@pytest.mark.slow
+def test_a_sweep_of_2_models_2_games_3_seeds_gives_every_aggregate(cli, tmp_path) -> None:
+    """train.py -m, then task=report: the aggregate table, the three figures, the probability of improvement and
+    the IQM learning curves, with fls.stats' numbers on the runs' evaluation scores read back."""
+    from scipy.stats import trim_mean
+
+    from fls import stats
+    from fls.report.runs import on_common_grid
+
+    sweep = tmp_path / "sweep"
+    trained = cli("train.py", "-m", *SWEEP_2X2X3, f"hydra.sweep.dir={sweep}", env=ONE_THREAD)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = cli(
+        "evaluate.py",
+        "task=report",
+        f"sweep={sweep}",
+        "logger.wandb.mode=disabled",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        env=ONE_THREAD,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = sweep / "report"
+    for name in ("aggregate_metrics", "performance_profile", "probability_of_improvement", "learning_curves"):
+        assert (out / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
+
+    # each run's score read back: the mean of its evaluation's episodes; a (seeds, [Breakout, Pong]) matrix per model
+    models, games = ("nature_cnn", "sparse_fls"), ["Breakout", "Pong"]
+    runs = {(r.model, r.game, r.seed): r.path for r in find_runs(str(sweep))[0]}
+    assert len(runs) == 12
+
+    def score(path: Path) -> float:
+        return float(np.mean([e.score for e in read_records(path / "eval" / "final_model" / "episodes.jsonl")[1]]))
+
+    scores = {m: np.array([[score(runs[(m, g, s)]) for g in games] for s in (1, 2, 3)]) for m in models}
+    expected = stats.aggregate(scores, games).set_index(["model", "metric"])
+    rows = read_csv(out / "aggregates.csv")
+    assert {(r["model"], r["metric"]) for r in rows} == {(m, k) for m in models for k in stats.METRICS}
+    for row in rows:
+        for column in ("value", "ci_low", "ci_high"):
+            want = expected.loc[(row["model"], row["metric"]), column]
+            assert float(row[column]) == pytest.approx(want, rel=1e-9, abs=1e-12), (row, column)
+        assert (row["runs"], row["games"]) == ("3", "2")
+    assert "| nature_cnn | iqm |" in (out / "aggregates.md").read_text()
+    pairs = {(p["x"], p["y"]): p for p in read_csv(out / "probability_of_improvement.csv")}
+    assert set(pairs) == {models, models[::-1]}
+    value, low, high = stats.probability_of_improvement(scores["nature_cnn"], scores["sparse_fls"], games)
+    row = pairs[models]
+    assert [float(row[k]) for k in ("probability", "ci_low", "ci_high")] == pytest.approx([value, low, high])
+
+    # the learning curves: Breakout's training window of both models, the IQM over its 3 seeds on their grid
+    curves = read_csv(out / "learning_curves.csv")
+    assert {r["label"] for r in curves if r["panel"] == "Breakout"} == set(models)
+    for model in models:
+        found = [c for c in (read_curve(runs[(model, "Breakout", s)]) for s in (1, 2, 3)) if c is not None]
+        grid, values = on_common_grid(found)
+        last = [r for r in curves if (r["panel"], r["label"]) == ("Breakout", model)][-1]
+        assert float(last["step"]) == grid[-1] and last["runs"] == str(len(found))
+        assert float(last["iqm"]) == pytest.approx(trim_mean(values[:, -1], 0.25))
+
+
 @pytest.mark.slow
 def test_paper_grid_through_the_cli_dry_run(cli, tmp_path) -> None:
     """The real command expands the preset; command-line values narrow it (5 models x 1 game x 1 seed)."""

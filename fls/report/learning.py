@@ -118,7 +118,7 @@ def plot_iqm_curves(curves: Sequence[IqmCurve], labels: Sequence[str], curve_key
     panels = list(dict.fromkeys(c.panel for c in curves)) or ["no data yet"]
     ncols = min(3, len(panels))
     nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.3 * nrows + 0.9), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.3 * nrows + 0.5), squeeze=False)
     y = "mean return, last 100 training games" if curve_key == REWARD_KEY else curve_key
     for ax, panel in zip(axes.flat, panels, strict=False):
         for curve in (c for c in curves if c.panel == panel):
@@ -142,10 +142,8 @@ def plot_iqm_curves(curves: Sequence[IqmCurve], labels: Sequence[str], curve_key
             ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="0.5")
     for ax in list(axes.flat[len(panels) :]):
         ax.set_visible(False)
-    fig.suptitle(
-        "Training window (not an evaluation): IQM across runs, 95% stratified-bootstrap band", fontsize=9, y=0.995
-    )
-    fig.tight_layout()
+    fig.suptitle("Training window (not an evaluation)\nIQM across runs, 95% stratified-bootstrap band", fontsize=9)
+    fig.tight_layout()  # makes room for the suptitle
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
     plt.close(fig)
