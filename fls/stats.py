@@ -108,8 +108,12 @@ METRIC_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 def stratified_resamples(matrix: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
     """(reps, runs, games): each game's runs drawn with replacement, independently of the other games."""
     runs, games = matrix.shape
-    rows = rng.integers(0, runs, size=(reps, runs, games))
-    return matrix[rows, np.arange(games)]
+    return matrix[_resampled_rows(runs, games, reps, rng), np.arange(games)]
+
+
+def _resampled_rows(runs: int, games: int, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """(reps, runs, games) row indices: the runs each resample draws for each game."""
+    return rng.integers(0, runs, size=(reps, runs, games))
 
 
 def _interval(values: np.ndarray) -> tuple[float, float]:
@@ -228,3 +232,36 @@ def performance_profile(
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(boot, [tail, 100 - tail], axis=0)
     return fraction, low, high
+
+
+def metric_curve(
+    curves: np.ndarray,
+    *,
+    metric: str = "iqm",
+    reps: int = 2000,
+    seed: int | Sequence[int] = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A metric along a learning curve, with its 95% stratified-bootstrap band: ``curves`` (steps, runs, games) of
+    scores (normalise them first to pool games) → (value, low, high), each of shape (steps,).
+
+    A resample draws one set of runs per game and keeps it for every step, so each bootstrap curve is the curve of
+    a resampled set of runs; at every step the draws (and so the interval) are the ones :func:`aggregate` makes for
+    that step's matrix with the same ``seed`` (``aggregate`` seeds model i with ``[seed, i]``)."""
+    reps = _check_reps(reps)
+    if metric not in METRIC_FUNCTIONS:
+        raise ConfigError(f"metric={metric!r}: one of {', '.join(METRIC_FUNCTIONS)}")
+    values = np.asarray(curves, dtype=np.float64)
+    if values.ndim != 3 or 0 in values.shape:
+        raise ConfigError(f"curves of shape {values.shape}: expected (steps, runs, games), none empty")
+    if not np.isfinite(values).all():
+        raise ConfigError("curves hold NaN or inf: every run needs a finite value at every step")
+    steps, runs, games = values.shape
+    function = METRIC_FUNCTIONS[metric]
+    rows = _resampled_rows(runs, games, reps, np.random.default_rng(seed))
+    chunk = max(1, 4_000_000 // (reps * runs * games))  # steps per (chunk, reps, runs, games) batch
+    boot = np.concatenate(
+        [function(values[start : start + chunk][:, rows, np.arange(games)]) for start in range(0, steps, chunk)]
+    )
+    tail = (1 - CONFIDENCE) / 2 * 100
+    low, high = np.percentile(boot, [tail, 100 - tail], axis=-1)
+    return function(values), low, high

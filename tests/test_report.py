@@ -50,10 +50,13 @@ def fake_run(
     requested: int | None = None,
     gaze: dict[str, dict[str, float]] | None = None,
     protocol: dict[str, object] | None = None,
+    sticky: float | None = None,
 ) -> Path:
     """A run directory as the real commands leave it (config.yaml, progress.csv, eval records, gaze summary)."""
     path.mkdir(parents=True)
     config = {"model": {"name": model, "entropy_lambda": lam}, "env": {"name": game, "num_envs": 8}, "seed": seed}
+    if sticky is not None:  # training's sticky actions (runs made before the setting have none)
+        config["env"]["repeat_action_probability"] = sticky
     (path / "config.yaml").write_text(yaml.safe_dump({**config, "total_timesteps": 1000}))
     (path / ".hydra").mkdir()
     (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))  # Hydra's copy: not another run
@@ -271,6 +274,56 @@ def test_report_of_a_synthetic_sweep(synthetic_sweep, tmp_path) -> None:
     assert "3" not in missing and "## Missing results" in text
 
 
+def test_learning_curves_are_the_iqm_across_runs_with_bootstrap_bands(tmp_path) -> None:
+    """2 models x 2 games x 3 seeds of different lengths: on the steps every run of a panel covers, the IQM and
+    95% band of each game's raw curves and of all games human-normalised are fls.stats' on the same matrices."""
+    from fls import stats
+    from fls.report.learning import ALL_GAMES
+
+    models, games, seeds = ("nature_cnn", "sparse_fls"), ("Breakout", "Pong"), (1, 2, 3)
+    curves = {}
+    job = itertools.count()
+    for model in models:
+        for game in games:
+            for seed in seeds:
+                steps = [100 * seed, 1000, 2000 + 500 * seed]  # starts 100..300, ends 2500..3500
+                values = [float(v) * seed + len(model) + (-20 if game == "Pong" else 0) for v in (1, 5, 9)]
+                curves[(model, game, seed)] = (np.array(steps, float), np.array(values))
+                fake_run(
+                    tmp_path / "s" / str(next(job)),
+                    model=model,
+                    game=game,
+                    seed=seed,
+                    curve=[*zip(steps, values, strict=True)],
+                )
+    report = build_report(find_runs(str(tmp_path / "s"))[0], title="t", grid_points=5)
+    files = write_report(report, tmp_path / "r")
+    rows = read_csv(files["learning_csv"])
+    assert {r["panel"] for r in rows} == {ALL_GAMES, *games} and {r["label"] for r in rows} == set(models)
+    grid = np.linspace(300, 2500, 5)  # the steps all three seeds cover: cut to the shortest, not extrapolated
+
+    def check(panel: str, matrices: dict[str, np.ndarray], panel_games: list[str], normalise: bool) -> None:
+        for t, step in enumerate(grid):
+            table = stats.aggregate({m: matrices[m][t] for m in models}, panel_games, normalise=normalise)
+            iqm = table[table.metric == "iqm"].set_index("model")
+            for model in models:
+                (row,) = [r for r in rows if (r["panel"], r["label"], float(r["step"])) == (panel, model, step)]
+                for column in ("value", "ci_low", "ci_high"):
+                    got = float(row["iqm" if column == "value" else column])
+                    assert got == pytest.approx(iqm.loc[model, column], rel=1e-12, abs=1e-12), (panel, t, column)
+                assert row["runs"] == "3" and row["games"] == " ".join(panel_games)
+
+    def on_grid(model: str, game: str) -> np.ndarray:  # (steps, runs)
+        return np.stack([np.interp(grid, *curves[(model, game, seed)]) for seed in seeds], axis=1)
+
+    for game in games:
+        check(game, {m: on_grid(m, game)[:, :, None] for m in models}, [game], normalise=False)
+    check(ALL_GAMES, {m: np.stack([on_grid(m, g) for g in games], axis=2) for m in models}, list(games), True)
+    check_images(files["learning_png"], files["svg"])
+    text = files["report_md"].read_text()
+    assert "![learning curves, IQM](learning_curves.png)" in text and "not an evaluation" in text
+
+
 def test_table_3_plus_minus_is_the_pooled_episode_std(tmp_path) -> None:
     """Two seeds with a wide spread inside each and close means: the paper's ± is the std of the 5 episodes."""
     fake_run(tmp_path / "s" / "0", seed=1, scores=[0.0, 100.0, 50.0])  # mean 50
@@ -385,16 +438,57 @@ def test_evaluations_under_different_protocols_are_named(tmp_path) -> None:
     )
 
 
-def test_evaluations_with_other_sticky_actions_are_named(tmp_path) -> None:
-    """Sticky actions are part of the protocol; records made before the key existed count as 0 (no note)."""
+def test_evaluations_with_other_sticky_actions_are_refused(tmp_path) -> None:
+    """Sticky actions are part of the protocol, and no table or aggregate pools two values: the report is refused,
+    naming the runs of each value; records made before the key existed count as 0."""
     fake_run(tmp_path / "s" / "0", seed=1, scores=[1.0, 2.0])  # an old header: no repeat_action_probability
     fake_run(tmp_path / "s" / "1", seed=2, scores=[3.0], protocol={"repeat_action_probability": 0.0})
     assert build_report(find_runs(str(tmp_path / "s"))[0], title="t").notes == []
     fake_run(tmp_path / "s" / "2", seed=3, scores=[5.0], protocol={"repeat_action_probability": 0.25})
-    (note,) = build_report(find_runs(str(tmp_path / "s"))[0], title="t").notes
-    assert note.startswith("Breakout: the evaluations were played under different protocols and do not compare")
-    assert "repeat_action_probability=0.0 in 0, 1;" in note
-    assert "repeat_action_probability=0.25 in 2" in note
+    with pytest.raises(ConfigError) as refused:
+        build_report(find_runs(str(tmp_path / "s"))[0], title="t")
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "different sticky actions (repeat_action_probability 0 in runs 0, 1; 0.25 in runs 2)" in message
+    assert "report each value's runs separately (sweep=[<run dir>,...])" in message
+    assert "eval.repeat_action_probability=<p>" in message
+    # another game's evaluations at another value would pool into the aggregates across games: refused as well
+    shutil.rmtree(tmp_path / "s" / "2")
+    fake_run(tmp_path / "s" / "2", game="Pong", seed=3, scores=[5.0], protocol={"repeat_action_probability": 0.25})
+    with pytest.raises(ConfigError, match=r"0 in runs 0, 1; 0.25 in runs 2\)"):
+        build_report(find_runs(str(tmp_path / "s"))[0], title="t")
+
+
+def test_a_report_mixing_sticky_actions_exits_2_and_writes_nothing(cli, tmp_path) -> None:
+    """The command line: one line on stderr, exit 2, no report folder (nor outputs/ for a list of runs)."""
+    zero = fake_run(tmp_path / "s" / "0", seed=1, scores=[1.0], protocol={"repeat_action_probability": 0.0})
+    sticky = fake_run(tmp_path / "s" / "1", seed=2, scores=[2.0], protocol={"repeat_action_probability": 0.25})
+    work = tmp_path / "work"
+    work.mkdir()
+    result = cli(
+        "evaluate.py",
+        "task=report",
+        f"sweep=[{zero},{sticky}]",
+        "logger.wandb.mode=disabled",
+        cwd=work,
+        env=ONE_THREAD,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: the evaluations were played with different sticky actions")
+    assert "(repeat_action_probability 0 in runs 0; 0.25 in runs 1)" in line
+    assert list(work.iterdir()) == [] and not (tmp_path / "s" / "report").exists()
+
+
+def test_runs_trained_with_other_sticky_actions_get_lines_of_their_own(tmp_path) -> None:
+    fake_run(tmp_path / "s" / "0", seed=1, curve=[(100, 1.0)])
+    fake_run(tmp_path / "s" / "1", seed=2, curve=[(100, 2.0)], sticky=0.25)
+    fake_run(tmp_path / "s" / "2", model="sparse_fls", seed=1, curve=[(100, 3.0)], sticky=0.25)
+    report = build_report(find_runs(str(tmp_path / "s"))[0], title="t")
+    assert [(c.label, c.seeds) for c in report.curves] == [
+        ("nature_cnn sticky=0", 1),
+        ("nature_cnn sticky=0.25", 1),
+    ] + [("sparse_fls", 1)]
 
 
 def test_labels_carry_lambda_only_when_it_tells_something(tmp_path) -> None:
@@ -570,6 +664,85 @@ def test_report_of_a_real_sweep(cli, tmp_path) -> None:
     assert [p.name for p in work.iterdir()] == ["outputs"]
     (written,) = (work / "outputs" / "reports").glob("*/*")
     assert (written / "scores.csv").is_file() and str(written) in default.stdout
+
+
+# issue 23's done-when at its smallest: 2 models x 2 games x 3 seeds, each 384 agent steps in one env (Breakout
+# finishes its first game by then, so its training window has points; Pong does not), then one evaluation game each.
+# About 3 minutes on 2 cores loaded 4-fold (most of it ALE stepping and Pong's evaluation games).
+SWEEP_2X2X3 = (
+    "model=nature_cnn,sparse_fls",
+    "env=Breakout,Pong",
+    "seed=1,2,3",
+    "env.num_envs=1",
+    "ppo.n_steps=64",
+    "ppo.batch_size=64",
+    "ppo.n_epochs=1",
+    "total_timesteps=384",
+    "after_training.eval_episodes=1",
+    "after_training.eval_num_envs=1",
+    "logger.wandb.mode=disabled",
+    "logger.tensorboard=false",
+)
+
+
+@pytest.mark.slow
+def test_a_sweep_of_2_models_2_games_3_seeds_gives_every_aggregate(cli, tmp_path) -> None:
+    """train.py -m, then task=report: the aggregate table, the three figures, the probability of improvement and
+    the IQM learning curves, with fls.stats' numbers on the runs' evaluation scores read back."""
+    from scipy.stats import trim_mean
+
+    from fls import stats
+    from fls.report.runs import on_common_grid
+
+    sweep = tmp_path / "sweep"
+    trained = cli("train.py", "-m", *SWEEP_2X2X3, f"hydra.sweep.dir={sweep}", env=ONE_THREAD)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    result = cli(
+        "evaluate.py",
+        "task=report",
+        f"sweep={sweep}",
+        "logger.wandb.mode=disabled",
+        f"hydra.run.dir={tmp_path / 'hydra'}",
+        env=ONE_THREAD,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = sweep / "report"
+    for name in ("aggregate_metrics", "performance_profile", "probability_of_improvement", "learning_curves"):
+        assert (out / f"{name}.png").read_bytes().startswith(b"\x89PNG"), name
+
+    # each run's score read back: the mean of its evaluation's episodes; a (seeds, [Breakout, Pong]) matrix per model
+    models, games = ("nature_cnn", "sparse_fls"), ["Breakout", "Pong"]
+    runs = {(r.model, r.game, r.seed): r.path for r in find_runs(str(sweep))[0]}
+    assert len(runs) == 12
+
+    def score(path: Path) -> float:
+        return float(np.mean([e.score for e in read_records(path / "eval" / "final_model" / "episodes.jsonl")[1]]))
+
+    scores = {m: np.array([[score(runs[(m, g, s)]) for g in games] for s in (1, 2, 3)]) for m in models}
+    expected = stats.aggregate(scores, games).set_index(["model", "metric"])
+    rows = read_csv(out / "aggregates.csv")
+    assert {(r["model"], r["metric"]) for r in rows} == {(m, k) for m in models for k in stats.METRICS}
+    for row in rows:
+        for column in ("value", "ci_low", "ci_high"):
+            want = expected.loc[(row["model"], row["metric"]), column]
+            assert float(row[column]) == pytest.approx(want, rel=1e-9, abs=1e-12), (row, column)
+        assert (row["runs"], row["games"]) == ("3", "2")
+    assert "| nature_cnn | iqm |" in (out / "aggregates.md").read_text()
+    pairs = {(p["x"], p["y"]): p for p in read_csv(out / "probability_of_improvement.csv")}
+    assert set(pairs) == {models, models[::-1]}
+    value, low, high = stats.probability_of_improvement(scores["nature_cnn"], scores["sparse_fls"], games)
+    row = pairs[models]
+    assert [float(row[k]) for k in ("probability", "ci_low", "ci_high")] == pytest.approx([value, low, high])
+
+    # the learning curves: Breakout's training window of both models, the IQM over its 3 seeds on their grid
+    curves = read_csv(out / "learning_curves.csv")
+    assert {r["label"] for r in curves if r["panel"] == "Breakout"} == set(models)
+    for model in models:
+        found = [c for c in (read_curve(runs[(model, "Breakout", s)]) for s in (1, 2, 3)) if c is not None]
+        grid, values = on_common_grid(found)
+        last = [r for r in curves if (r["panel"], r["label"]) == ("Breakout", model)][-1]
+        assert float(last["step"]) == grid[-1] and last["runs"] == str(len(found))
+        assert float(last["iqm"]) == pytest.approx(trim_mean(values[:, -1], 0.25))
 
 
 @pytest.mark.slow

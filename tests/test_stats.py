@@ -100,3 +100,16 @@ def test_bad_input_is_one_line() -> None:
     ]:
         with pytest.raises(ConfigError, match=message):
             call()
+
+
+def test_metric_curve_is_the_metric_at_every_step_and_refuses_what_is_not_a_curve() -> None:
+    curves = np.stack([raw_scores(seed) for seed in range(4)])  # (steps, runs, games)
+    value, low, high = stats.metric_curve(curves, metric="mean", reps=100, seed=[3, 1])
+    np.testing.assert_allclose(value, curves.mean(axis=(1, 2)))
+    assert value.shape == low.shape == high.shape == (4,) and (low <= high).all()
+    with pytest.raises(ConfigError, match=r"metric='max': one of iqm, median, mean, optimality_gap"):
+        stats.metric_curve(curves, metric="max")
+    with pytest.raises(ConfigError, match=r"expected \(steps, runs, games\)"):
+        stats.metric_curve(curves[0])
+    with pytest.raises(ConfigError, match="NaN or inf"):
+        stats.metric_curve(np.full((2, 3, 1), np.nan))

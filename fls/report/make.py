@@ -6,6 +6,12 @@ run of the sweep and writes, into ``report.out`` (default ``<sweep dir>/report/`
 
 - ``reward_curves.png`` / ``.svg`` (+ ``reward_curves.csv``): ``rollout/ep_rew_mean`` against agent steps, the mean
   across seeds with a ±std band, one panel per game and one line per model (the paper's Figure 3);
+- ``learning_curves.png`` (+ ``.csv``): the same training window as the IQM across runs with a 95%
+  stratified-bootstrap band, per game and, for several games, human-normalised over all of them
+  (:mod:`fls.report.learning`);
+- ``aggregates.md`` / ``.csv``, ``aggregate_metrics.png``, ``performance_profile.png``,
+  ``probability_of_improvement.csv`` / ``.png``: IQM, median, mean and optimality gap with intervals
+  (:mod:`fls.report.aggregate`);
 - ``scores.md`` / ``scores.csv``: evaluation scores per game and model (Table 3), computed from each run's
   per-episode records: mean ± std of all episodes pooled over seeds (the paper's ±), and the std across seeds of
   the per-seed means in a column of its own;
@@ -18,8 +24,10 @@ run of the sweep and writes, into ``report.out`` (default ``<sweep dir>/report/`
   missing an evaluation, gaze results or reward data (also printed);
 - a W&B run (offline by default, ``job_type=report``) with the tables and the figure.
 
-Runs are grouped by model name, attention-entropy weight λ (in the label when it is nonzero or varies, e.g.
-``sparse_fls λ=0.001``) and any model option that differs between runs of the same model.
+Evaluations played with different sticky actions (``repeat_action_probability``) are refused (ConfigError): no
+table pools them. Runs are grouped by model name, attention-entropy weight λ (in the label when it is nonzero or
+varies, e.g. ``sparse_fls λ=0.001``), any model option that differs between runs of the same model, and the training
+sticky actions when those differ (``sticky=0.25``).
 
 Reading the runs is :mod:`fls.report.runs`, the aggregation and tables :mod:`fls.report.tables`,
 the figure :mod:`fls.report.figures`; this module writes the files, logs them and runs the task.
@@ -37,7 +45,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from fls.errors import ConfigError
 from fls.report.aggregate import aggregate, aggregates_markdown, write_aggregates
 from fls.report.figures import curves_csv, plot_curves
-from fls.report.runs import REWARD_KEY, Report, find_runs
+from fls.report.learning import curves_csv as learning_csv
+from fls.report.learning import plot_iqm_curves
+from fls.report.runs import REWARD_KEY, Report, find_runs, label_order
 from fls.report.tables import (
     SALIENCY_COLUMNS,
     SCORE_COLUMNS,
@@ -50,7 +60,8 @@ from fls.report.tables import (
 from fls.rundir import atomic_write_text, report_dir
 from fls.tables import csv_text, markdown_table
 
-FIGURES = ("png", "aggregate_png", "profile_png", "improvement_png")  # reward curves, aggregates, profile, P(X > Y)
+# reward curves, IQM learning curves, aggregates, profile, P(X > Y)
+FIGURES = ("png", "learning_png", "aggregate_png", "profile_png", "improvement_png")
 __all__ = ["log_report", "make_report", "parameter_table", "write_report"]
 
 
@@ -61,6 +72,8 @@ def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
         "png": out_dir / "reward_curves.png",
         "svg": out_dir / "reward_curves.svg",
         "curves_csv": out_dir / "reward_curves.csv",
+        "learning_png": out_dir / "learning_curves.png",
+        "learning_csv": out_dir / "learning_curves.csv",
         "scores_md": out_dir / "scores.md",
         "scores_csv": out_dir / "scores.csv",
         "saliency_md": out_dir / "saliency.md",
@@ -70,6 +83,9 @@ def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
     }
     plot_curves(report, files["png"], files["svg"])
     atomic_write_text(files["curves_csv"], curves_csv(report))
+    labels = label_order(report.runs)
+    plot_iqm_curves(report.iqm_curves, labels, report.curve_key, files["learning_png"])
+    atomic_write_text(files["learning_csv"], learning_csv(report.iqm_curves))
     atomic_write_text(files["scores_md"], scores_markdown(report))
     atomic_write_text(files["scores_csv"], csv_text(report.scores, SCORE_COLUMNS))
     atomic_write_text(files["saliency_md"], saliency_markdown(report))
@@ -136,6 +152,9 @@ def make_report(cfg: DictConfig) -> Path:
     if isinstance(sweep, ListConfig):
         sweep = [str(s) for s in sweep]
     runs, sweep_dir = find_runs(sweep)
+    title = f"Report: {sweep_dir.name if sweep_dir else f'{len(runs)} runs'}"
+    # built (and refused, e.g. for mixed sticky actions) before any folder is made
+    report = build_report(runs, title=title, checkpoint=checkpoint, curve_key=curve_key, grid_points=points, ddof=ddof)
     configured = OmegaConf.select(cfg, "report.out", default=None)
     if configured:
         out_dir = Path(str(configured)).expanduser().resolve()
@@ -144,8 +163,6 @@ def make_report(cfg: DictConfig) -> Path:
     else:
         out_dir = _output_folder()
         print(f"report of {len(runs)} runs: writing to {out_dir} (report.out=<dir> chooses the folder)")
-    title = f"Report: {sweep_dir.name if sweep_dir else f'{len(runs)} runs'}"
-    report = build_report(runs, title=title, checkpoint=checkpoint, curve_key=curve_key, grid_points=points, ddof=ddof)
     files = write_report(report, out_dir)
     from fls.report.faithfulness import add_faithfulness  # its own section (task=faithfulness results)
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -28,6 +28,9 @@ from fls.rundir import (
     evaluation_dir,
     gaze_root,
 )
+
+if TYPE_CHECKING:
+    from fls.report.learning import IqmCurve
 
 STEP_KEY = "time/total_timesteps"
 REWARD_KEY = "rollout/ep_rew_mean"
@@ -52,6 +55,8 @@ class Run:
     game: str
     seed: int
     total_timesteps: int
+    repeat_action_probability: float = 0.0
+    """Sticky actions in training (runs made before the setting: 0)."""
     label: str = ""
     """The line / column it belongs to, set by :func:`label_runs`."""
 
@@ -107,6 +112,7 @@ class Report:
     ddof: int
     notes: list[str] = field(default_factory=list)
     mixed_protocol_games: list[str] = field(default_factory=list)  # games whose evaluations do not compare
+    iqm_curves: list[IqmCurve] = field(default_factory=list)  # learning curves across seeds (fls.report.learning)
 
     @property
     def missing(self) -> list[dict[str, Any]]:
@@ -171,6 +177,7 @@ def _run(path: Path, name: str, cfg: DictConfig) -> Run:
         game=str(cfg.env.name),
         seed=int(cfg.seed),
         total_timesteps=int(cfg.get("total_timesteps") or 0),
+        repeat_action_probability=float(OmegaConf.select(cfg, "env.repeat_action_probability", default=0.0) or 0.0),
     )
 
 
@@ -235,7 +242,8 @@ def _format_value(value: Any) -> str:
 
 def label_runs(runs: Sequence[Run]) -> list[Run]:
     """Give every run the label of its line: the model name, plus ``λ=<value>`` when the model's λ is nonzero or
-    differs between its runs, plus ``option=value`` for each model option that differs between its runs."""
+    differs between its runs, plus ``option=value`` for each model option that differs between its runs, plus
+    ``sticky=<p>`` when its runs were trained with different sticky actions (their curves do not pool)."""
     by_model: dict[str, list[Run]] = {}
     for run in runs:
         by_model.setdefault(run.model, []).append(run)
@@ -251,6 +259,8 @@ def label_runs(runs: Sequence[Run]) -> list[Run]:
         for key in keys:
             if len({_format_value(options.get(key)) for options in option_sets}) > 1:
                 parts.append(f"{key}={_format_value(dict(run.options).get(key))}")
+        if len({r.repeat_action_probability for r in siblings}) > 1:
+            parts.append(f"sticky={run.repeat_action_probability:g}")
         out.append(replace(run, label=" ".join(parts)))
     return out
 
@@ -293,17 +303,24 @@ def read_curve(run_dir: Path, key: str = REWARD_KEY) -> tuple[np.ndarray, np.nda
     return steps, np.array([points[s] for s in steps], np.float64)
 
 
-def mean_curve(
-    curves: Sequence[tuple[np.ndarray, np.ndarray]], points: int = 200, ddof: int = 0
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(grid, mean, std) across curves, each linearly interpolated onto ``points`` evenly spaced steps spanning the
-    range every curve covers (one point when that range is a single step or curves do not overlap)."""
+def on_common_grid(curves: Sequence[tuple[np.ndarray, np.ndarray]], points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """(grid, values (curves, grid)): each curve linearly interpolated onto ``points`` evenly spaced steps spanning
+    the range every curve covers, from the latest first step to the earliest last step, so a longer run is cut to
+    the shorter ones and nothing is extrapolated (one point when that range is a single step or curves do not
+    overlap)."""
     if not curves:
-        raise ValueError("mean_curve needs at least one curve")
+        raise ValueError("on_common_grid needs at least one curve")
     lo = max(float(steps[0]) for steps, _ in curves)
     hi = min(float(steps[-1]) for steps, _ in curves)
     grid = np.linspace(lo, hi, points) if hi > lo else np.array([max(lo, hi)])
-    values = np.stack([np.interp(grid, steps, vals) for steps, vals in curves])
+    return grid, np.stack([np.interp(grid, steps, vals) for steps, vals in curves])
+
+
+def mean_curve(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]], points: int = 200, ddof: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(grid, mean, std) across curves on their common grid (:func:`on_common_grid`)."""
+    grid, values = on_common_grid(curves, points)
     std = values.std(axis=0, ddof=ddof) if len(curves) > ddof else np.zeros_like(grid)
     return grid, values.mean(axis=0), std
 

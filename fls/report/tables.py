@@ -10,7 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from fls.errors import ConfigError
 from fls.evaluation.records import header_value
+from fls.report.learning import describe, iqm_curves
 from fls.report.runs import (
     GAZE_METRICS,
     REWARD_KEY,
@@ -61,7 +63,7 @@ def build_report(
     status: list[dict[str, Any]] = []
     evaluations: dict[tuple[str, str], list[tuple[Run, Evaluation]]] = {}
     gaze: dict[tuple[str, str, str], list[tuple[Run, dict[str, float]]]] = {}
-    raw_curves: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray]]] = {}
+    raw_curves: dict[tuple[str, str], list[tuple[int, tuple[np.ndarray, np.ndarray]]]] = {}  # (seed, curve)
     notes: list[str] = []
     gaze_settings: dict[str, list[str]] = {}  # the scoring settings of the gaze results -> the runs using them
     for run in runs:
@@ -87,7 +89,7 @@ def build_report(
         if curve is None:
             missing.append(f"reward curve (no {curve_key} in progress.csv)")
         else:
-            raw_curves.setdefault((run.game, run.label), []).append(curve)
+            raw_curves.setdefault((run.game, run.label), []).append((run.seed, curve))
         status.append(
             {
                 "run": run.name,
@@ -106,6 +108,7 @@ def build_report(
             }
         )
 
+    check_sticky_actions(evaluations)
     labels, games = label_order(runs), ordered_games(runs)
     by_label = {run.label: run for run in runs}
     notes += protocol_notes(evaluations)
@@ -175,13 +178,39 @@ def build_report(
         for label in labels:
             found = raw_curves.get((game, label))
             if found:
-                grid, mean, std = mean_curve(found, grid_points, ddof)
+                grid, mean, std = mean_curve([c for _, c in found], grid_points, ddof)
                 curves.append(Curve(game, label, grid, mean, std, len(found)))
-    return Report(title, list(runs), status, scores, saliency, curves, checkpoint, curve_key, ddof, notes, mixed)
+    pool = curve_key == REWARD_KEY  # only returns human-normalise
+    iqm = iqm_curves(
+        raw_curves,
+        [lab for lab in labels if any(k[1] == lab for k in raw_curves)],
+        games,
+        points=grid_points,
+        pool=pool,
+    )
+    return Report(title, list(runs), status, scores, saliency, curves, checkpoint, curve_key, ddof, notes, mixed, iqm)
 
 
 # What decides how an evaluation's games are played; scores made under two of these do not compare.
 PROTOCOL_KEYS = ("deterministic", "epsilon", "max_episode_steps", "repeat_action_probability")
+
+
+def check_sticky_actions(evaluations: Mapping[tuple[str, str], Sequence[tuple[Run, Evaluation]]]) -> None:
+    """Refuse a report whose evaluations were played with different sticky actions (``repeat_action_probability``;
+    records made before the key: 0): their scores, tables and aggregates would pool two protocols. One line naming
+    the runs of each value and how to report them."""
+    by_value: dict[float, list[str]] = {}
+    for cell in evaluations.values():
+        for run, evaluation in cell:
+            value = float(header_value(evaluation.header, "repeat_action_probability") or 0.0)
+            by_value.setdefault(value, []).append(run.name)
+    if len(by_value) > 1:
+        kinds = "; ".join(f"{value:g} in runs {', '.join(sorted(names))}" for value, names in sorted(by_value.items()))
+        raise ConfigError(
+            f"the evaluations were played with different sticky actions (repeat_action_probability {kinds}), which "
+            "no table or aggregate pools: report each value's runs separately (sweep=[<run dir>,...]), or move the "
+            "others' eval/<checkpoint>/ records aside and evaluate them again with eval.repeat_action_probability=<p>"
+        )
 
 
 def protocol_notes(evaluations: Mapping[tuple[str, str], Sequence[tuple[Run, Evaluation]]]) -> list[str]:
@@ -368,6 +397,10 @@ def report_markdown(report: Report, figure: str = "reward_curves.png", aggregate
         f"the steps every seed covers; band: ± std across seeds (ddof {report.ddof}).",
         "",
         *(curve_lines or ["No run has logged any value yet."]),
+        "",
+        "![learning curves, IQM](learning_curves.png)",
+        "",
+        describe(report.curve_key),
         "",
         "## Evaluation scores",
         "",
