@@ -393,6 +393,7 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
         cfg.env.name,
         num_envs=int(cfg.env.num_envs),
         seed=seed,
+        num_threads=int(cfg.env.num_threads),
         repeat_action_probability=float(cfg.env.repeat_action_probability),
     )
     try:

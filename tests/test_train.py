@@ -264,3 +264,27 @@ def test_two_job_sweep_through_submitit_local(cli, tmp_path) -> None:
         assert list((run_dir / "wandb").glob("offline-run-*"))
     seeds = {(sweep / job / "config.yaml").read_text().split("seed: ")[1].split()[0] for job in ("0", "1")}
     assert seeds == {"1", "9"}
+
+
+@pytest.mark.slow
+def test_env_num_threads_reaches_the_training_env(tmp_path, monkeypatch) -> None:
+    """env.num_threads: the C++ worker threads of the training envs, recorded in the run's config."""
+    import fls
+    import fls.training
+    from fls.envs import make_vec_env
+    from tests.conftest import TINY_SPARSE_FLS
+
+    made = []
+
+    def recording(*args, **kwargs):
+        made.append(make_vec_env(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(fls.training, "make_vec_env", recording)
+    run = fls.train([*TINY_SPARSE_FLS, "total_timesteps=128", "env.num_threads=1"], run_dir=tmp_path / "run")
+    assert [env.num_threads for env in made] == [1]
+    assert "num_threads: 1" in (run.dir / "config.yaml").read_text()
+    with pytest.raises(fls.FlsError, match=r"env\.num_threads=-1"):
+        fls.train([*TINY_SPARSE_FLS, "env.num_threads=-1"], run_dir=tmp_path / "refused")
+    with pytest.raises(fls.FlsError, match="num_threads must be >= 0"):
+        make_vec_env("Breakout", num_envs=2, num_threads=-1)
