@@ -189,6 +189,20 @@ def test_linear_decay_never_goes_negative() -> None:
 
 
 @pytest.mark.slow
+def test_compiled_loss_has_no_graph_break() -> None:
+    """ppo.compile compiles loss_terms whole: its parts stay tensors (one .tolist() outside), and forced steps are
+    masked without asking the device whether any were forced."""
+    model = small_ppo({"name": "sparse_fls"}, entropy_lambda=0.5)
+    model.learn(total_timesteps=32)
+    batch = next(model.rollout_buffer.get(32))
+    assert batch.agent_acted is not None  # the FIRE reset's forced steps
+    for samples in (batch, batch._replace(agent_acted=None)):
+        explained = torch._dynamo.explain(model.loss_terms)(samples, 0.1, 0.1)
+        assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    model.env.close()
+
+
+@pytest.mark.slow
 def test_compiled_step_gives_the_eager_losses(tmp_path) -> None:
     """ppo.compile: same seed, same rollouts and losses as eager over 2 updates (float tolerance), the attention
     entropy term included; the compiled model saves and loads like an eager one."""
