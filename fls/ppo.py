@@ -35,6 +35,7 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from fls.errors import FlsError
+from fls.runtime import to_device
 
 ValueLoss = Literal["baselines", "sb3"]
 
@@ -75,6 +76,12 @@ class AgentRolloutBuffer(RolloutBuffer):
         if not self.generator_ready:
             self.agent_acted = self.swap_and_flatten(self.agent_acted)
         yield from super().get(batch_size)
+
+    def to_torch(self, array: np.ndarray, copy: bool = True) -> torch.Tensor:
+        """SB3's copy of a minibatch array to the device; on CUDA from pinned memory, without blocking the host."""
+        if self.device.type == "cuda":
+            return to_device(array, self.device)
+        return super().to_torch(array, copy)
 
     def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> AgentRolloutSamples:  # type: ignore[override]
         samples = super()._get_samples(batch_inds, env)

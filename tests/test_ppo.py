@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -226,3 +227,19 @@ def test_compiled_step_gives_the_eager_losses(tmp_path) -> None:
     fast.save(tmp_path / "compiled.zip")
     loaded = AttentionPPO.load(tmp_path / "compiled.zip", device="cpu")
     assert loaded.policy.state_dict().keys() == eager.policy.state_dict().keys()
+
+
+def test_host_copies_on_the_cpu_are_as_before() -> None:
+    """Pinned memory and non-blocking copies are for CUDA: on the CPU an observation is still torch.as_tensor's view
+    of the array and a rollout minibatch SB3's copy (tests/test_gpu.py checks the CUDA side)."""
+    from gymnasium import spaces
+
+    from fls.ppo import AgentRolloutBuffer
+    from fls.runtime import to_device
+
+    array = np.arange(24, dtype=np.float32).reshape(2, 12)
+    view = to_device(array, torch.device("cpu"))
+    assert np.shares_memory(view.numpy(), array)
+    buffer = AgentRolloutBuffer(2, spaces.Box(0, 1, (12,)), spaces.Discrete(2), device="cpu", n_envs=1)
+    copy = buffer.to_torch(array)
+    assert torch.equal(copy, torch.tensor(array)) and not np.shares_memory(copy.numpy(), array)
