@@ -268,7 +268,8 @@ def test_two_job_sweep_through_submitit_local(cli, tmp_path) -> None:
 
 @pytest.mark.slow
 def test_env_num_threads_reaches_the_training_env(tmp_path, monkeypatch) -> None:
-    """env.num_threads: the C++ worker threads of the training envs, recorded in the run's config."""
+    """env.num_threads: the C++ worker threads of the training envs, recorded in the run's config; a resume (e.g. on
+    a machine with more cores) may change it."""
     import fls
     import fls.training
     from fls.envs import make_vec_env
@@ -284,6 +285,7 @@ def test_env_num_threads_reaches_the_training_env(tmp_path, monkeypatch) -> None
     run = fls.train([*TINY_SPARSE_FLS, "total_timesteps=128", "env.num_threads=1"], run_dir=tmp_path / "run")
     assert [env.num_threads for env in made] == [1]
     assert "num_threads: 1" in (run.dir / "config.yaml").read_text()
+    fls.train([f"resume={run.dir}", "env.num_threads=2"])  # how fast the envs step, not what the run is: may change
     with pytest.raises(fls.FlsError, match=r"env\.num_threads=-1"):
         fls.train([*TINY_SPARSE_FLS, "env.num_threads=-1"], run_dir=tmp_path / "refused")
     with pytest.raises(fls.FlsError, match="num_threads must be >= 0"):
