@@ -187,6 +187,7 @@ def evaluate(
         range(int(ev.episodes)),
         base_seed=int(ev.seed),
         streams=int(ev.num_envs),
+        num_threads=int(ev.num_threads),
         deterministic=bool(ev.deterministic),
         epsilon=acting_epsilon(agent, bool(ev.deterministic), ev.epsilon),
         max_episode_steps=int(ev.max_episode_steps or source.spec.eval_max_episode_steps),

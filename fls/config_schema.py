@@ -138,6 +138,7 @@ class EnvConfig:
 
     name: str = key("the game (env=<game> picks its config)", choices=tuple(sorted(GAMES)))
     num_envs: int = key("envs stepped together (training)", 8, ge=1, main=True)
+    num_threads: int = key("C++ threads stepping the training envs; 0: min(num_envs, cores)", 0, ge=0)
     repeat_action_probability: float = key(
         "sticky actions: chance ALE repeats the previous action at each frame (0: the paper; Machado et al.: 0.25)",
         0.0,
@@ -258,6 +259,7 @@ class EvalConfig:
 
     episodes: int = key("games to play (the paper: 16 envs x 512)", 8192, ge=1, main=True)
     num_envs: int = key("games played side by side", 16, ge=1, main=True)
+    num_threads: int = key("C++ threads stepping the games; 0: min(num_envs, cores)", 0, ge=0)
     deterministic: bool = key("greedy actions (the paper samples from the policy)", False, main=True)
     epsilon: float | None = key("epsilon of DQN / QR-DQN; null: the rate saved in the model", None, ge=0, le=1)
     seed: int = key("episode i is played from seed + i", 1000, ge=0, le=MAX_SEED)

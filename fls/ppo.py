@@ -21,6 +21,7 @@ Two guards are added to the update:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, NamedTuple
@@ -34,6 +35,7 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from fls.errors import FlsError
+from fls.runtime import to_device
 
 ValueLoss = Literal["baselines", "sb3"]
 
@@ -44,7 +46,7 @@ class NonFiniteError(FlsError, RuntimeError):
 
 class AgentRolloutSamples(NamedTuple):
     """SB3's rollout samples plus ``agent_acted``: 1.0 where the sampled action was executed, 0.0 where the env
-    replaced it (FIRE reset)."""
+    replaced it (FIRE reset); None when every action of the minibatch was the agent's."""
 
     observations: torch.Tensor
     actions: torch.Tensor
@@ -52,7 +54,7 @@ class AgentRolloutSamples(NamedTuple):
     old_log_prob: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
-    agent_acted: torch.Tensor
+    agent_acted: torch.Tensor | None
 
 
 class AgentRolloutBuffer(RolloutBuffer):
@@ -75,9 +77,22 @@ class AgentRolloutBuffer(RolloutBuffer):
             self.agent_acted = self.swap_and_flatten(self.agent_acted)
         yield from super().get(batch_size)
 
+    def to_torch(self, array: np.ndarray, copy: bool = True) -> torch.Tensor:
+        """SB3's copy of a minibatch array to the device; on CUDA from pinned memory, without blocking the host."""
+        if self.device.type == "cuda":
+            return to_device(array, self.device)
+        return super().to_torch(array, copy)
+
     def _get_samples(self, batch_inds: np.ndarray, env: Any = None) -> AgentRolloutSamples:  # type: ignore[override]
         samples = super()._get_samples(batch_inds, env)
-        return AgentRolloutSamples(*samples, agent_acted=self.to_torch(self.agent_acted[batch_inds].flatten()))
+        acted = self.agent_acted[batch_inds].flatten()
+        # None when every action was the agent's, told here from the host copy: the loss then needs no device sync.
+        return AgentRolloutSamples(*samples, agent_acted=None if acted.all() else self.to_torch(acted))
+
+
+def as_floats(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """0-d tensors -> floats, in one host sync."""
+    return dict(zip(terms, torch.stack(list(terms.values())).tolist(), strict=True))
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -149,29 +164,40 @@ class AttentionPPO(PPO):
     def compute_loss(
         self, batch: RolloutBufferSamples | AgentRolloutSamples, clip_range: float, clip_range_vf: float | None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The PPO loss of one minibatch and its parts (for logging).
+        """The PPO loss of one minibatch and its parts (for logging): :meth:`loss_terms` with the parts as floats.
 
         Transitions whose action the env replaced (``agent_acted == 0``) are left out of the policy-gradient and
         entropy terms, the advantage normalisation and the logged clip fraction / KL; all enter the value loss.
         """
+        acted = getattr(batch, "agent_acted", None)
+        if acted is not None and bool((acted > 0).all()):
+            batch = batch._replace(agent_acted=None)
+        loss, terms = self.loss_terms(batch, clip_range, clip_range_vf)
+        return loss, as_floats(terms)
+
+    def loss_terms(
+        self, batch: RolloutBufferSamples | AgentRolloutSamples, clip_range: float, clip_range_vf: float | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The PPO loss of one minibatch and its parts as 0-d tensors (what ``ppo.compile`` compiles: no host
+        sync inside, so no graph break). ``batch.agent_acted`` None means every sampled action was executed: then
+        the update is SB3's, operation for operation."""
         actions = batch.actions
         if isinstance(self.action_space, spaces.Discrete):
             actions = actions.long().flatten()
         values, log_prob, entropy = self.policy.evaluate_actions(batch.observations, actions)
         values = values.flatten()
 
-        # None when every sampled action was executed: then the update is SB3's, operation for operation.
         acted = getattr(batch, "agent_acted", None)
-        if acted is not None and bool((acted > 0).all()):
-            acted = None
         advantages = batch.advantages
         if acted is None:
             if self.normalize_advantage and len(advantages) > 1:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        elif self.normalize_advantage and acted.sum() > 1:
+        elif self.normalize_advantage:
+            # Normalised when more than one action was the agent's (a select, not a branch: no host sync).
+            count = acted.sum()
             mean = _masked_mean(advantages, acted)
-            std = torch.sqrt(((advantages - mean) ** 2 * acted).sum() / (acted.sum() - 1))  # ddof 1, as SB3
-            advantages = (advantages - mean) / (std + 1e-8)
+            std = torch.sqrt(((advantages - mean) ** 2 * acted).sum() / (count - 1).clamp_min(1.0))  # ddof 1, as SB3
+            advantages = torch.where(count > 1, (advantages - mean) / (std + 1e-8), advantages)
         ratio = torch.exp(log_prob - batch.old_log_prob)
         policy_loss = -_masked_mean(
             torch.min(advantages * ratio, advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)), acted
@@ -189,7 +215,7 @@ class AttentionPPO(PPO):
         entropy_loss = -_masked_mean(-log_prob if entropy is None else entropy, acted)
         loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
 
-        stats = {}
+        terms = {}
         extractor = self.policy.features_extractor
         if extractor.has_attention:
             # The maps of the evaluate_actions pass above: no second forward. Without the term it is only logged.
@@ -199,19 +225,19 @@ class AttentionPPO(PPO):
             else:
                 with torch.no_grad():
                     attention_entropy = extractor.attention_entropy().mean()
-            stats["attention_entropy"] = attention_entropy.item()
+            terms["attention_entropy"] = attention_entropy.detach()
 
         with torch.no_grad():
             log_ratio = log_prob - batch.old_log_prob
-            stats.update(
-                policy_gradient_loss=policy_loss.item(),
-                value_loss=value_loss.item(),
-                entropy_loss=entropy_loss.item(),
-                clip_fraction=_masked_mean((torch.abs(ratio - 1) > clip_range).float(), acted).item(),
-                approx_kl=_masked_mean((torch.exp(log_ratio) - 1) - log_ratio, acted).item(),
-                loss=loss.item(),
+            terms.update(
+                policy_gradient_loss=policy_loss.detach(),
+                value_loss=value_loss.detach(),
+                entropy_loss=entropy_loss.detach(),
+                clip_fraction=_masked_mean((torch.abs(ratio - 1) > clip_range).float(), acted),
+                approx_kl=_masked_mean((torch.exp(log_ratio) - 1) - log_ratio, acted),
+                loss=loss.detach(),
             )
-        return loss, stats
+        return loss, terms
 
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "_compiled_loss"]
@@ -223,7 +249,7 @@ class AttentionPPO(PPO):
             return
         self.policy.features_extractor.compile()
         self.policy.mlp_extractor.compile()
-        self._compiled_loss = torch.compile(self.compute_loss)
+        self._compiled_loss = torch.compile(self.loss_terms)
 
     def train(self) -> None:
         """One PPO update over the collected rollout (n_epochs passes of shuffled minibatches)."""
@@ -237,9 +263,10 @@ class AttentionPPO(PPO):
         for epoch in range(self.n_epochs):
             for batch in self.rollout_buffer.get(self.batch_size):
                 with self._scores_checked("a minibatch"):
-                    loss, stats = (getattr(self, "_compiled_loss", None) or self.compute_loss)(
+                    loss, terms = (getattr(self, "_compiled_loss", None) or self.loss_terms)(
                         batch, clip_range, clip_range_vf
                     )
+                stats = as_floats(terms)  # the minibatch's one host sync, outside the compiled region
                 for key, value in stats.items():
                     history.setdefault(key, []).append(value)
                 if self.target_kl is not None and stats["approx_kl"] > 1.5 * self.target_kl:
@@ -247,8 +274,8 @@ class AttentionPPO(PPO):
                     if self.verbose >= 1:
                         print(f"Early stopping at epoch {epoch}: approx_kl {stats['approx_kl']:.3f}")
                     break
-                if not torch.isfinite(loss):
-                    self._non_finite("loss", loss.item())
+                if not math.isfinite(stats["loss"]):
+                    self._non_finite("loss", stats["loss"])
                 self.policy.optimizer.zero_grad()
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)

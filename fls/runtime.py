@@ -1,5 +1,5 @@
-"""Run-time helpers shared by training and evaluation: which device a command runs on, and a clean stop on a
-signal."""
+"""Run-time helpers shared by training and evaluation: which device a command runs on, how host arrays reach it, and
+a clean stop on a signal."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import signal
 import sys
 from types import FrameType, TracebackType
 
+import numpy as np
 import torch
 
 from fls.errors import ConfigError
@@ -23,6 +24,18 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device '{name}' (valid: auto, cpu, cuda, cuda:N)") from None
+
+
+def to_device(data: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host data (an array or a CPU tensor) as a tensor on ``device``. On CUDA it is staged in pinned (page-locked)
+    memory and copied without blocking the host (torch's pinned-memory cache keeps the staging block until the copy
+    has run); elsewhere it is ``torch.as_tensor(data, device=device)``, as before."""
+    if device.type != "cuda":
+        return torch.as_tensor(data, device=device)
+    host = torch.as_tensor(data)  # no copy: a view of the array
+    if host.device.type != "cpu":
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 class StopSignals:

@@ -35,9 +35,14 @@ from fls.sweep import in_sweep_worker
 EXIT_NON_FINITE = 3
 
 # Settings a resumed run may change; every other override must agree with the run's own config.
-RESUME_MAY_CHANGE = ("device", "logger", "checkpoint_every")
+RESUME_MAY_CHANGE = ("device", "logger", "checkpoint_every", "env.num_threads")
 # Overrides that say how to run this command, not what the run is.
 RESUME_NOT_SETTINGS = ("resume", "hydra", "dry_run", "allow_pickle")
+
+
+def _may_change(key: str) -> bool:
+    """Whether a resumed run may change ``key`` (a setting in RESUME_MAY_CHANGE or inside one)."""
+    return any(key == name or key.startswith(f"{name}.") for name in RESUME_MAY_CHANGE)
 
 
 def model_config(cfg: DictConfig) -> dict:
@@ -249,11 +254,11 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
         root = key.split(".")[0].split("/")[0]
         if root in RESUME_NOT_SETTINGS:
             continue
-        if root in RESUME_MAY_CHANGE:
+        if _may_change(key.split("/")[0]):
             OmegaConf.update(resumed, key, _plain(OmegaConf.select(cfg, key)), merge=False, force_add=True)
             continue
         for setting in _keys_set_by(key, value):
-            if setting.split(".")[0] in RESUME_MAY_CHANGE:
+            if _may_change(setting):
                 OmegaConf.update(resumed, setting, _plain(OmegaConf.select(cfg, setting)), merge=False)
                 continue
             old = OmegaConf.select(saved, setting, default=None)
@@ -393,6 +398,7 @@ def train(cfg: DictConfig, run_dir: Path) -> AttentionPPO | None:
         cfg.env.name,
         num_envs=int(cfg.env.num_envs),
         seed=seed,
+        num_threads=int(cfg.env.num_threads),
         repeat_action_probability=float(cfg.env.repeat_action_probability),
     )
     try:

@@ -66,7 +66,10 @@ TRAIN_BAD = [
     (["after_training.video=maybe"], "after_training.video=maybe: true or false"),
     (["after_training.video_methods=[attention,foo]"], "after_training.video_methods=[attention,foo]: a list"),
     (["experiment=quickstart", "env.num_envs=0"], "env.num_envs=0: an integer >= 1"),
-    (["env.num_env=4"], "env.num_env=4: unknown key (keys of env: name, num_envs, repeat_action_probability)"),
+    (
+        ["env.num_env=4"],
+        "env.num_env=4: unknown key (keys of env: name, num_envs, num_threads, repeat_action_probability)",
+    ),
     (["env.repeat_action_probability=1.5"], "env.repeat_action_probability=1.5: a finite number >= 0 and <= 1"),
     (["env.repeat_action_probability=-0.1"], "env.repeat_action_probability=-0.1: a finite number >= 0 and <= 1"),
     (["sed=1"], "sed=1: unknown key (top-level keys: model, env"),

@@ -292,3 +292,19 @@ def test_bad_evaluation_input(tiny_run, tmp_path) -> None:
         message="holds records with digest=",
     )
     assert (out / "episodes.jsonl").read_bytes() == before
+
+
+def test_eval_num_threads_reaches_the_evaluation_envs(tiny_run, tmp_path, monkeypatch) -> None:
+    """eval.num_threads: the C++ worker threads of each vector env the episode runner steps."""
+    import fls.evaluation.runner
+    from fls.envs import make_vec_env
+
+    made = []
+
+    def recording(*args, **kwargs):
+        made.append(make_vec_env(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(fls.evaluation.runner, "make_vec_env", recording)
+    evaluate_in_process(f"run={tiny_run}", "eval.episodes=2", *FAST, "eval.num_threads=1", f"eval.out={tmp_path}")
+    assert made and [env.num_threads for env in made] == [1] * len(made)

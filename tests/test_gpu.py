@@ -193,3 +193,44 @@ def test_gpu_memory_stays_bounded_over_a_long_evaluation(tiny_run, tmp_path) -> 
         assert torch.cuda.memory_allocated() - before < 1 << 20  # nothing kept per episode
     assert peaks[1] <= peaks[0] + (1 << 20), peaks  # 8x the episodes, the same peak
     assert json.loads((tmp_path / "eval32" / "summary.json").read_text())["episodes"] == 32
+
+
+def test_host_arrays_reach_cuda_through_pinned_memory(monkeypatch) -> None:
+    """Observations (evaluation) and rollout minibatches (training) go host -> device from pinned memory with
+    non-blocking copies on CUDA, and arrive as the CPU has them (on the CPU nothing is pinned)."""
+    from gymnasium import spaces
+
+    from fls.ppo import AgentRolloutBuffer
+    from fls.runtime import to_device
+
+    pinned = []
+    pin_memory = torch.Tensor.pin_memory
+
+    def recording(self, *args, **kwargs):
+        pinned.append(self.data_ptr())
+        return pin_memory(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", recording)
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 255, (8, 4, 84, 84), dtype=np.uint8)
+    got = to_device(array, torch.device(DEVICE))
+    assert got.device.type == torch.device(DEVICE).type and torch.equal(got.cpu(), torch.as_tensor(array))
+    assert len(pinned) == (1 if ON_CUDA else 0)
+
+    steps, envs, observation_space = 4, 2, spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    transitions = [
+        (rng.integers(0, 255, (envs, 4, 84, 84)), rng.integers(0, 4, (envs, 1)), rng.normal(size=envs))
+        for _ in range(steps)
+    ]
+    samples = {}
+    for device in ("cpu", DEVICE):
+        buffer = AgentRolloutBuffer(steps, observation_space, spaces.Discrete(4), device=device, n_envs=envs)
+        for obs, actions, rewards in transitions:
+            buffer.add(obs, actions, rewards, np.zeros(envs), torch.ones(envs, 1), torch.zeros(envs))
+        buffer.compute_returns_and_advantage(last_values=torch.zeros(envs, 1), dones=np.zeros(envs))
+        np.random.seed(0)  # the minibatch order
+        samples[device] = next(buffer.get(steps * envs))
+    for field, value in samples["cpu"]._asdict().items():
+        moved = getattr(samples[DEVICE], field)
+        assert value is None and moved is None or torch.equal(moved.cpu(), value), field
+    assert len(pinned) == (1 + 6 if ON_CUDA else 0)  # observations, actions, values, log-probs, advantages, returns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -189,6 +190,20 @@ def test_linear_decay_never_goes_negative() -> None:
 
 
 @pytest.mark.slow
+def test_compiled_loss_has_no_graph_break() -> None:
+    """ppo.compile compiles loss_terms whole: its parts stay tensors (one .tolist() outside), and forced steps are
+    masked without asking the device whether any were forced."""
+    model = small_ppo({"name": "sparse_fls"}, entropy_lambda=0.5)
+    model.learn(total_timesteps=32)
+    batch = next(model.rollout_buffer.get(32))
+    assert batch.agent_acted is not None  # the FIRE reset's forced steps
+    for samples in (batch, batch._replace(agent_acted=None)):
+        explained = torch._dynamo.explain(model.loss_terms)(samples, 0.1, 0.1)
+        assert explained.graph_break_count == 0, [b.reason for b in explained.break_reasons]
+    model.env.close()
+
+
+@pytest.mark.slow
 def test_compiled_step_gives_the_eager_losses(tmp_path) -> None:
     """ppo.compile: same seed, same rollouts and losses as eager over 2 updates (float tolerance), the attention
     entropy term included; the compiled model saves and loads like an eager one."""
@@ -212,3 +227,19 @@ def test_compiled_step_gives_the_eager_losses(tmp_path) -> None:
     fast.save(tmp_path / "compiled.zip")
     loaded = AttentionPPO.load(tmp_path / "compiled.zip", device="cpu")
     assert loaded.policy.state_dict().keys() == eager.policy.state_dict().keys()
+
+
+def test_host_copies_on_the_cpu_are_as_before() -> None:
+    """Pinned memory and non-blocking copies are for CUDA: on the CPU an observation is still torch.as_tensor's view
+    of the array and a rollout minibatch SB3's copy (tests/test_gpu.py checks the CUDA side)."""
+    from gymnasium import spaces
+
+    from fls.ppo import AgentRolloutBuffer
+    from fls.runtime import to_device
+
+    array = np.arange(24, dtype=np.float32).reshape(2, 12)
+    view = to_device(array, torch.device("cpu"))
+    assert np.shares_memory(view.numpy(), array)
+    buffer = AgentRolloutBuffer(2, spaces.Box(0, 1, (12,)), spaces.Discrete(2), device="cpu", n_envs=1)
+    copy = buffer.to_torch(array)
+    assert torch.equal(copy, torch.tensor(array)) and not np.shares_memory(copy.numpy(), array)

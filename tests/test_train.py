@@ -264,3 +264,52 @@ def test_two_job_sweep_through_submitit_local(cli, tmp_path) -> None:
         assert list((run_dir / "wandb").glob("offline-run-*"))
     seeds = {(sweep / job / "config.yaml").read_text().split("seed: ")[1].split()[0] for job in ("0", "1")}
     assert seeds == {"1", "9"}
+
+
+@pytest.mark.slow
+def test_env_num_threads_reaches_the_training_env(tmp_path, monkeypatch) -> None:
+    """env.num_threads: the C++ worker threads of the training envs, recorded in the run's config; a resume (e.g. on
+    a machine with more cores) may change it."""
+    import fls
+    import fls.training
+    from fls.envs import make_vec_env
+    from tests.conftest import TINY_SPARSE_FLS
+
+    made = []
+
+    def recording(*args, **kwargs):
+        made.append(make_vec_env(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(fls.training, "make_vec_env", recording)
+    run = fls.train([*TINY_SPARSE_FLS, "total_timesteps=128", "env.num_threads=1"], run_dir=tmp_path / "run")
+    assert [env.num_threads for env in made] == [1]
+    assert "num_threads: 1" in (run.dir / "config.yaml").read_text()
+    fls.train([f"resume={run.dir}", "env.num_threads=2"])  # how fast the envs step, not what the run is: may change
+    with pytest.raises(fls.FlsError, match=r"env\.num_threads=-1"):
+        fls.train([*TINY_SPARSE_FLS, "env.num_threads=-1"], run_dir=tmp_path / "refused")
+    with pytest.raises(fls.FlsError, match="num_threads must be >= 0"):
+        make_vec_env("Breakout", num_envs=2, num_threads=-1)
+
+
+@pytest.mark.slow
+def test_wandb_disabled_never_imports_wandb(tmp_path) -> None:
+    """logger.wandb.mode=disabled: training (with its after-training evaluation) and evaluation never import wandb,
+    so a machine without it (a GPU node, a minimal install) trains and evaluates."""
+    code = (
+        "import sys\n"
+        "import fls\n"
+        "from tests.conftest import TINY_SPARSE_FLS, evaluate_in_process\n"
+        "args = [*TINY_SPARSE_FLS, 'total_timesteps=128', 'after_training.eval_episodes=2',"
+        " 'after_training.eval_num_envs=2']\n"
+        f"run = fls.train(args, run_dir={str(tmp_path / 'run')!r})\n"
+        "evaluate_in_process(f'run={run.dir}', 'eval.episodes=2', 'eval.num_envs=2', 'eval.max_episode_steps=100',"
+        f" 'eval.out={tmp_path / 'eval'}', 'logger.wandb.mode=disabled')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'wandb'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600, env=CHILD_ENV
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout[-2000:]
+    assert (tmp_path / "eval" / "summary.json").is_file() and not list(tmp_path.glob("**/wandb"))

@@ -17,6 +17,7 @@ from torch.distributions import Distribution
 from fls.errors import ConfigError
 from fls.model_files import class_identity, first_non_finite, load_model, read_model_data
 from fls.rundir import CONFIG_FILE, FINAL_MODEL, check_model_file, checkpoints, newest_checkpoint
+from fls.runtime import to_device
 
 OBS_SHAPE = (4, 84, 84)
 SUPPORTED = "fls runs, PPO, A2C, DQN, QR-DQN (sb3-contrib)"
@@ -91,7 +92,7 @@ class Agent:
 
     def as_input(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Env observations (B,4,84,84) uint8 -> the tensor layout the agent was trained on."""
-        tensor = torch.as_tensor(obs, device=self.device)
+        tensor = to_device(obs, self.device)
         return tensor.permute(0, 2, 3, 1) if self.channels_last else tensor
 
     @torch.inference_mode()

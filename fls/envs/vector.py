@@ -91,6 +91,7 @@ class AtariVecEnv(AtariVecEnvBase):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         self.game = game
+        self.num_threads = num_threads  # as asked: 0 lets ale-py choose min(num_envs, cores)
         self.repeat_action_probability = check_sticky(repeat_action_probability)
         self._venv = AtariVectorEnv(
             game.rom,
@@ -237,11 +238,13 @@ def make_vec_env(
 
     Raises:
         ConfigError (a ValueError): ``backend="native"`` for a game that needs the Python path, an unknown backend,
-        or a ``repeat_action_probability`` outside [0, 1].
+        a negative ``num_threads`` or a ``repeat_action_probability`` outside [0, 1].
     """
     spec = game if isinstance(game, GameSpec) else get_game(game)
     if backend not in ("auto", "native", "python"):
         raise ConfigError(f"backend must be 'auto', 'native' or 'python', got {backend!r}")
+    if num_threads < 0:
+        raise ConfigError(f"num_threads must be >= 0 (0: min(num_envs, cores)), got {num_threads}")
     if backend == "native" and not spec.native:
         raise ConfigError(f"{spec.name} needs RAM access, which the native vector env lacks: use backend='python'")
     if backend == "python" or not spec.native:

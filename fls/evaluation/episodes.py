@@ -95,6 +95,7 @@ def evaluate_episodes(cfg: DictConfig, loaded: Loaded | None = None, progress: b
                     pending,
                     base_seed=ev["seed"],
                     streams=ev["num_envs"],
+                    num_threads=int(ev["num_threads"]),
                     deterministic=bool(ev["deterministic"]),
                     epsilon=epsilon,
                     max_episode_steps=max_steps,

@@ -168,6 +168,7 @@ def run_episodes(
     continue across the games of a stream, so a game's outcome also depends on the stream's earlier games: an
     interrupted and resumed evaluation plays other (equally valid) games after the resume point than an
     uninterrupted one.
+    ``num_threads``: C++ threads of each vector env (two with ``overlap``); 0: ale-py's min(envs, cores).
     ``on_episode`` is called as each episode ends (evaluation appends it to the records file there).
     ``should_stop`` is asked before each step: once it answers True the episodes in play are dropped and the
     episodes finished so far returned.
