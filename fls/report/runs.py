@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -28,9 +28,6 @@ from fls.rundir import (
     evaluation_dir,
     gaze_root,
 )
-
-if TYPE_CHECKING:
-    from fls.report.learning import IqmCurve
 
 STEP_KEY = "time/total_timesteps"
 REWARD_KEY = "rollout/ep_rew_mean"
@@ -112,7 +109,8 @@ class Report:
     ddof: int
     notes: list[str] = field(default_factory=list)
     mixed_protocol_games: list[str] = field(default_factory=list)  # games whose evaluations do not compare
-    iqm_curves: list[IqmCurve] = field(default_factory=list)  # learning curves across seeds (fls.report.learning)
+    # learning curves across seeds: fls.report.learning.IqmCurve (that module reads runs, so it is not imported here)
+    iqm_curves: list[Any] = field(default_factory=list)
 
     @property
     def missing(self) -> list[dict[str, Any]]:
