@@ -36,3 +36,17 @@ def test_breakout_paddle_and_ball():
     inside_walls = (8, 152)
     assert_agrees("Breakout", "Ball", colour_mask(red, rows=(93, 189), columns=inside_walls))  # below the bricks
     assert_agrees("Breakout", "Player", colour_mask(red, rows=(189, 193), columns=inside_walls))
+
+
+def test_ms_pacman_player_and_ghosts():
+    maze = (0, 172)  # above the lives and the score
+    assert_agrees("MsPacman", "Player", colour_mask((210, 164, 74), rows=maze), tolerance=1)
+    # The ghosts flicker (see fls.objects.games.ms_pacman): their mask is what the last three steps drew.
+    ghosts = colour_mask((180, 122, 48), (84, 184, 153), (198, 89, 179), (200, 72, 72), rows=maze)
+    drawn = []
+
+    def recent_ghosts(frame):
+        drawn[:] = [*drawn[-2:], ghosts(frame)]
+        return np.logical_or.reduce(drawn)
+
+    assert_agrees("MsPacman", "Ghost", recent_ghosts, tolerance=1)
