@@ -50,3 +50,8 @@ def test_ms_pacman_player_and_ghosts():
         return np.logical_or.reduce(drawn)
 
     assert_agrees("MsPacman", "Ghost", recent_ghosts, tolerance=1)
+
+
+def test_beam_rider_player():
+    yellow = (210, 210, 64)
+    assert_agrees("BeamRider", "Player", colour_mask(yellow, rows=(150, 182)), tolerance=1)  # above the lives
