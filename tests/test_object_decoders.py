@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -55,3 +56,18 @@ def test_ms_pacman_player_and_ghosts():
 def test_beam_rider_player():
     yellow = (210, 210, 64)
     assert_agrees("BeamRider", "Player", colour_mask(yellow, rows=(150, 182)), tolerance=1)  # above the lives
+
+
+def test_enduro_player_and_cars():
+    road = (51, 156)  # below the sky, above the dashboard
+    white = colour_mask((192, 192, 192), rows=road)
+
+    def player_car(frame):  # the thin white road edges share the car's colour: keep car-shaped blobs
+        mask = white(frame).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        height, width = stats[:, cv2.CC_STAT_HEIGHT], stats[:, cv2.CC_STAT_WIDTH]
+        return np.isin(labels, [label for label in range(1, n) if height[label] <= 12 and width[label] >= 8])
+
+    assert_agrees("Enduro", "Player", player_car, tolerance=1)
+    cars = [(162, 162, 42), (66, 114, 194), (66, 158, 130), (198, 108, 58), (110, 156, 66), (162, 134, 56)]
+    assert_agrees("Enduro", "Car", colour_mask(*cars, rows=road), tolerance=3)
