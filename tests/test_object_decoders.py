@@ -71,3 +71,14 @@ def test_enduro_player_and_cars():
     assert_agrees("Enduro", "Player", player_car, tolerance=1)
     cars = [(162, 162, 42), (66, 114, 194), (66, 158, 130), (198, 108, 58), (110, 156, 66), (162, 134, 56)]
     assert_agrees("Enduro", "Car", colour_mask(*cars, rows=road), tolerance=3)
+
+
+def test_frostbite_player_floes_and_birds():
+    # Bailey's hat, face and boots (his grey coat is the igloo's colour); the water below the shore (row 75 on)
+    assert_agrees(
+        "Frostbite", "Player", colour_mask((162, 98, 33), (198, 108, 58), (162, 162, 42), rows=(50, 185)), tolerance=1
+    )
+    water = (75, 185)
+    floes = colour_mask((214, 214, 214), (84, 138, 210), rows=water)  # white until jumped on, then blue
+    assert_agrees("Frostbite", "FloatingBlock", floes, tolerance=1)
+    assert_agrees("Frostbite", "Bird", colour_mask((132, 144, 252), rows=water), tolerance=1)
