@@ -5,8 +5,11 @@ wide, and rows 167-179, on every frame it is drawn. While the ship blows up (byt
 drawn as a red wreck and not reported.
 
 Not reported yet: the saucers, the player's lasers and torpedoes, the enemies' shots. They fly along the beams in
-perspective (byte 32, the laser's depth, maps onto rows non-linearly: 198 -> row 141, 150 -> 89, 86 -> 58, and its
-column drifts towards the vanishing point), which OCAtari's linear offsets do not capture.
+perspective, which OCAtari's offsets do not capture. Measured so far: a saucer's centre column is about
+``84 + (ram[33 + k] - 128) * (0.31 + 0.0076 * row)``, but its row (OCAtari: ``165 - ram[95 - rank]``, ranked by the
+depths at bytes 25-31) is off by up to 20 rows while saucers pass each other, so boxes matched the saucers' pixels
+only 84% of the time (recall 88%, 3 pixels of tolerance); the laser's depth (byte 32) maps onto rows non-linearly
+(198 -> row 141, 150 -> 89, 86 -> 58) as its column drifts towards the vanishing point.
 """
 
 from __future__ import annotations

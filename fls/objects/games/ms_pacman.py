@@ -4,12 +4,13 @@ RAM: Ms. Pac-Man's x and y at bytes 10 and 16; the ghosts' x at bytes 6-9 and y 
 red); byte 19 counts the ghosts out beside the red one, none while byte 47 is 0. Measured in fls's env (seeded
 random play): a sprite spans columns ``x - 12 .. x - 5`` and rows ``y + 1 .. y + 10`` (OCAtari's 9-wide box starts a
 column early); while turning or animating the drawn sprite shifts by up to 2 pixels. While Ms. Pac-Man dies
-(about ten steps) the ghosts leave the screen with their places kept in RAM; byte 25 is 0 then, and only then.
+(about ten steps) the ghosts leave the screen with their places kept in RAM; byte 25 is 0 then (1-4 in play).
 
-The ghosts flicker: the kernel draws only some of those sharing rows in each frame (often one ghost in three frames),
-so a ghost in RAM is often not on the last raw frame. The decoder reports every ghost in play, drawn or not (the
-agent's stack of frames sees them all); the test compares the boxes with the ghost pixels of the last three steps.
-Not reported: the fruit (random play eats too few pellets for one to appear, so its offsets are unmeasured), pellets.
+The ghosts flicker: ghosts sharing rows take turns to be drawn (at the start, the red one and one of the other three
+each frame), so a ghost in play is missing from the last raw frame about half the time, often two steps running.
+The decoder reports every ghost in play, drawn or not (the agent's stack of frames sees them all); the test
+compares the boxes with the ghost pixels of the last three steps. Not reported: the fruit (random play eats too few
+pellets for one to appear, so its offsets are unmeasured) and the pellets.
 """
 
 from __future__ import annotations
