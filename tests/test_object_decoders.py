@@ -53,9 +53,23 @@ def test_ms_pacman_player_and_ghosts():
     assert_agrees("MsPacman", "Ghost", recent_ghosts, tolerance=1)
 
 
-def test_beam_rider_player():
+def test_beam_rider_ship_saucers_and_shots():
     yellow = (210, 210, 64)
     assert_agrees("BeamRider", "Player", colour_mask(yellow, rows=(150, 182)), tolerance=1)  # above the lives
+    beams = (43, 163)  # below the sector count, above the ship's purple tips
+    saucers = colour_mask((236, 236, 236), (170, 170, 170), rows=beams)  # white, grey on the horizon
+    assert_agrees("BeamRider", "Saucer", saucers, tolerance=2, min_pixels=1)  # 1-pixel saucers on the horizon
+    lasers_and_torpedoes = colour_mask((198, 108, 58), (164, 89, 208), rows=beams)
+
+    def shots(frame):  # leave out the screen-wide flashes and the enemies' flat purple shots (4 x 2 pixels)
+        mask = lasers_and_torpedoes(frame).astype(np.uint8)
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+        width, height = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+        return np.isin(
+            labels, [label for label in range(1, n) if width[label] <= 8 and 2 * height[label] > width[label]]
+        )
+
+    assert_agrees("BeamRider", "Player_Projectile", shots, tolerance=1, min_pixels=1)
 
 
 def test_enduro_player_and_cars():
