@@ -4,7 +4,7 @@ RAM: the player's steering drift at byte 46 (signed) and its row at byte 52; the
 one per distance band (0 for an empty band), and the scroll of the road at byte 59. Measured in fls's env (seeded
 random play): the player's car, 16 x 11 pixels, starts at column ``77 - drift // 2`` (within a pixel while it
 steers) and row ``89 + ram[52]``. The other cars follow OCAtari's perspective formulas (row from the band and the
-scroll, column from the lane bit and the drift), which land within about 3 pixels of the drawn car; their box is the
+scroll, column from the lane bit and the drift); the column lands within 3 pixels of the drawn car. Their box is the
 nearest car's 16 x 10 pixels, so a distant car (drawn as small as 2 x 1, up to 7 rows below the formula's row) sits
 inside its box rather than filling it. Measured in daylight only: random play never reaches the night or the fog.
 """
