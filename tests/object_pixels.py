@@ -5,8 +5,8 @@
 
 * precision: the share of detected boxes that hold at least one of the object's pixels, once grown by ``tolerance``
   pixels on every side (a box at a wrong address lands on background);
-* recall: the share of the mask's connected blobs (of ``min_pixels`` or more) whose centre lies in some detected box
-  grown by ``tolerance`` (an object the decoder misses).
+* recall: the share of the mask's connected blobs (of ``min_pixels`` or more) that lie wholly inside some detected
+  box grown by ``tolerance`` (an object the decoder misses, or a box shifted or too small for its object).
 """
 
 from __future__ import annotations
@@ -83,8 +83,11 @@ def agreement(
     steps: int = 400,
     tolerance: int = 3,
     min_pixels: int = 2,
+    recall_mask_fn: MaskFn | None = None,
 ) -> Agreement:
-    """Compare ``category``'s boxes with ``mask_fn``'s pixels over seeded random play of ``game``."""
+    """Compare ``category``'s boxes with ``mask_fn``'s pixels over seeded random play of ``game`` (recall with
+    ``recall_mask_fn``'s when given: a flickering object's precision may need what several frames drew, its recall
+    what this frame drew)."""
     counts = Agreement()
     for seed in seeds:
         for frame, ram in seeded_play(game, seed, steps):
@@ -95,11 +98,16 @@ def agreement(
                 y0, x0 = max(box.y - tolerance, 0), max(box.x - tolerance, 0)
                 grown = mask[y0 : box.y + box.h + tolerance, x0 : box.x + box.w + tolerance]
                 counts.boxes_on_pixels += bool(grown.any())
-            n, _, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+            drawn = mask if recall_mask_fn is None else recall_mask_fn(frame)
+            n, _, stats, _ = cv2.connectedComponentsWithStats(drawn.astype(np.uint8), connectivity=8)
             for label in range(1, n):
                 if stats[label, cv2.CC_STAT_AREA] < min_pixels:
                     continue
                 counts.blobs += 1
-                cx, cy = centroids[label]
-                counts.blobs_in_boxes += any(b.contains(cx, cy, tolerance) for b in boxes)
+                left, top = stats[label, cv2.CC_STAT_LEFT], stats[label, cv2.CC_STAT_TOP]
+                right = left + stats[label, cv2.CC_STAT_WIDTH] - 1
+                bottom = top + stats[label, cv2.CC_STAT_HEIGHT] - 1
+                counts.blobs_in_boxes += any(
+                    b.contains(left, top, tolerance) and b.contains(right, bottom, tolerance) for b in boxes
+                )
     return counts
