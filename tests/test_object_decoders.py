@@ -36,3 +36,10 @@ def test_breakout_paddle_and_ball():
     inside_walls = (8, 152)
     assert_agrees("Breakout", "Ball", colour_mask(red, rows=(93, 189), columns=inside_walls))  # below the bricks
     assert_agrees("Breakout", "Player", colour_mask(red, rows=(189, 193), columns=inside_walls))
+
+
+def test_pong_paddles_and_ball():
+    playfield = (34, 194)  # between the white walls
+    assert_agrees("Pong", "Player", colour_mask((92, 186, 92), rows=playfield), steps=300)
+    assert_agrees("Pong", "Enemy", colour_mask((213, 130, 74), rows=playfield), steps=300)
+    assert_agrees("Pong", "Ball", colour_mask((236, 236, 236), rows=playfield), steps=300)
