@@ -39,7 +39,19 @@ def test_breakout_paddle_and_ball():
 
 
 def test_pong_paddles_and_ball():
+    # The boxes bound the pixels exactly; with tolerance 1 a box 6 pixels off in x (in y: the ball's) fails.
     playfield = (34, 194)  # between the white walls
-    assert_agrees("Pong", "Player", colour_mask((92, 186, 92), rows=playfield), steps=300)
-    assert_agrees("Pong", "Enemy", colour_mask((213, 130, 74), rows=playfield), steps=300)
-    assert_agrees("Pong", "Ball", colour_mask((236, 236, 236), rows=playfield), steps=300)
+    assert_agrees("Pong", "Player", colour_mask((92, 186, 92), rows=playfield), steps=300, tolerance=1)
+    assert_agrees("Pong", "Enemy", colour_mask((213, 130, 74), rows=playfield), steps=300, tolerance=1)
+    assert_agrees("Pong", "Ball", colour_mask((236, 236, 236), rows=playfield), steps=300, tolerance=1)
+
+
+def test_space_invaders_cannon_invaders_ship_and_shots():
+    # The boxes bound the pixels (tolerance 1 as for Pong). Shots and a new cannon flicker: the decoder reports
+    # what the frame shows (see its docstring).
+    cannon_rows = (185, 195)  # not the score above or the marks in the ground below
+    assert_agrees("SpaceInvaders", "Player", colour_mask((50, 132, 50), rows=cannon_rows), tolerance=1)
+    assert_agrees("SpaceInvaders", "Alien", colour_mask((134, 134, 29)), tolerance=1)
+    assert_agrees("SpaceInvaders", "Bullet", colour_mask((142, 142, 142)), tolerance=1)
+    # the mother ship first shows up after ~230 steps of these seeds
+    assert_agrees("SpaceInvaders", "Satellite", colour_mask((151, 25, 122), rows=(0, 30)), seeds=(2, 4), tolerance=1)
