@@ -97,3 +97,77 @@ def test_frostbite_player_floes_and_birds():
     floes = colour_mask((214, 214, 214), (84, 138, 210), rows=water)  # white until jumped on, then blue
     assert_agrees("Frostbite", "FloatingBlock", floes, tolerance=1)
     assert_agrees("Frostbite", "Bird", colour_mask((132, 144, 252), rows=water), tolerance=1)
+
+
+def test_pong_paddles_and_ball():
+    # The boxes bound the pixels exactly; with tolerance 1 a box 6 pixels off in x (in y: the ball's) fails.
+    playfield = (34, 194)  # between the white walls
+    assert_agrees("Pong", "Player", colour_mask((92, 186, 92), rows=playfield), steps=300, tolerance=1)
+    assert_agrees("Pong", "Enemy", colour_mask((213, 130, 74), rows=playfield), steps=300, tolerance=1)
+    assert_agrees("Pong", "Ball", colour_mask((236, 236, 236), rows=playfield), steps=300, tolerance=1)
+
+
+def test_space_invaders_cannon_invaders_ship_and_shots():
+    # The boxes bound the pixels (tolerance 1 as for Pong). Shots and a new cannon flicker: the decoder reports
+    # what the frame shows (see its docstring).
+    cannon_rows = (185, 195)  # not the score above or the marks in the ground below
+    assert_agrees("SpaceInvaders", "Player", colour_mask((50, 132, 50), rows=cannon_rows), tolerance=1)
+    assert_agrees("SpaceInvaders", "Alien", colour_mask((134, 134, 29)), tolerance=1)
+    assert_agrees("SpaceInvaders", "Bullet", colour_mask((142, 142, 142)), tolerance=1)
+    # the mother ship first shows up after ~230 steps of these seeds
+    assert_agrees("SpaceInvaders", "Satellite", colour_mask((151, 25, 122), rows=(0, 30)), seeds=(2, 4), tolerance=1)
+
+
+def test_seaquest_submarine_enemies_divers_and_torpedoes():
+    import cv2
+
+    water = (45, 155)  # below the HUD, above the sea floor and the oxygen bar
+
+    def blobs(colour, keep):
+        """The pixels of ``colour`` under water in 8-connected blobs whose (width, height) ``keep`` accepts."""
+        base = colour_mask(colour, rows=water)
+
+        def mask(frame):
+            pixels = base(frame)
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(pixels.astype(np.uint8), connectivity=8)
+            kept = [i for i in range(1, n) if keep(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT])]
+            return np.isin(labels, kept)
+
+        return mask
+
+    def thin(colour):
+        """The pixels of ``colour`` under water in one-row lines of 5 pixels or more (the agent's torpedo, also where
+        it touches the submarine)."""
+        base = colour_mask(colour, rows=water)
+
+        def mask(frame):
+            pixels = base(frame)
+            alone = pixels.copy()
+            alone[1:] &= ~pixels[:-1]
+            alone[:-1] &= ~pixels[1:]
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(alone.astype(np.uint8), connectivity=4)
+            return np.isin(labels, [i for i in range(1, n) if stats[i, cv2.CC_STAT_WIDTH] >= 5])
+
+        return mask
+
+    def short(colour, rows):
+        """The pixels of ``colour`` under water in groups (pixels up to 5 rows, 2 columns apart) of ``rows`` rows or
+        fewer (an enemy torpedo, not a diver)."""
+        base = colour_mask(colour, rows=water)
+
+        def mask(frame):
+            pixels = base(frame)
+            near = cv2.dilate(pixels.astype(np.uint8), np.ones((11, 5), np.uint8))
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
+            return pixels & np.isin(labels, [i for i in range(1, n) if stats[i, cv2.CC_STAT_HEIGHT] - 10 <= rows])
+
+        return mask
+
+    yellow, blue, grey = (187, 187, 53), (66, 72, 200), (170, 170, 170)  # agent + torpedo, diver + enemy torpedo
+    assert_agrees("Seaquest", "Player", blobs(yellow, lambda w, h: h > 1), tolerance=1)
+    assert_agrees("Seaquest", "PlayerMissile", thin(yellow), tolerance=1)
+    assert_agrees("Seaquest", "Shark", colour_mask((92, 186, 92), rows=water), tolerance=1)
+    assert_agrees("Seaquest", "Diver", colour_mask(blue, rows=water), tolerance=1)  # no enemy torpedo in these seeds
+    # Enemy submarines and their torpedoes show up in these seeds.
+    assert_agrees("Seaquest", "Submarine", colour_mask(grey, rows=water), seeds=(4, 13), tolerance=1)
+    assert_agrees("Seaquest", "EnemyMissile", short(blue, 4), seeds=(4, 13), tolerance=1)
