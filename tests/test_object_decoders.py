@@ -100,7 +100,7 @@ def test_frostbite_player_floes_and_birds():
 
 
 def test_pong_paddles_and_ball():
-    # The boxes bound the pixels exactly; with tolerance 1 a box 6 pixels off in x (in y: the ball's) fails.
+    # The boxes bound the pixels exactly (tolerance 1); a box a few pixels off fails (the test below).
     playfield = (34, 194)  # between the white walls
     assert_agrees("Pong", "Player", colour_mask((92, 186, 92), rows=playfield), steps=300, tolerance=1)
     assert_agrees("Pong", "Enemy", colour_mask((213, 130, 74), rows=playfield), steps=300, tolerance=1)
@@ -171,3 +171,21 @@ def test_seaquest_submarine_enemies_divers_and_torpedoes():
     # Enemy submarines and their torpedoes show up in these seeds.
     assert_agrees("Seaquest", "Submarine", colour_mask(grey, rows=water), seeds=(4, 13), tolerance=1)
     assert_agrees("Seaquest", "EnemyMissile", short(blue, 4), seeds=(4, 13), tolerance=1)
+
+
+@pytest.mark.parametrize("shift", [(4, 0), (0, 4)])
+def test_the_check_fails_a_decoder_off_by_a_few_pixels(monkeypatch, shift):
+    """A box 4 px off its object (Pong's 16-row paddles included) fails precision or recall: a wrong offset cannot
+    pass the checks above."""
+    import dataclasses
+
+    import tests.object_pixels
+
+    def shifted(game, ram):
+        return [dataclasses.replace(o, x=o.x + shift[0], y=o.y + shift[1]) for o in detect(game, ram)]
+
+    monkeypatch.setattr(tests.object_pixels, "detect", shifted)
+    field = (34, 194)  # between the walls
+    for category, colour in (("Player", (92, 186, 92)), ("Enemy", (213, 130, 74)), ("Ball", (236, 236, 236))):
+        result = agreement("Pong", category, colour_mask(colour, rows=field), seeds=(0,), steps=300, tolerance=1)
+        assert result.precision < 0.9 or result.recall < 0.9, f"{category}: {result}"
