@@ -14,7 +14,10 @@ Rows:
 * for a game with an object decoder (unless ``--no-objects``), the cost the game objects add per frame:
   ``objects: detect`` reads the boxes of ``--batch`` real frames from their RAM (``fls.objects.detect``), and
   ``objects: draw (one panel)`` outlines and labels them on one video panel at scale 2
-  (``fls.objects.drawing.draw_objects``, as ``saliency.objects=true`` does on every panel of a frame).
+  (``fls.objects.drawing.draw_objects``, as ``saliency.objects=true`` does on every panel of a frame), and
+  ``objects: score one map`` upsamples one (84, 84) map to the raw frame and scores it against the frame's boxes
+  (``fls.objects.scores.frame_scores``: pointing game, energy share and ratio per category and for any object, as
+  ``task=objects`` does for every method and baseline).
 
 Times are medians over ``--repeats`` calls after one warm-up call (the warm-up is the only sample when it took longer
 than ``--budget`` seconds divided by the repeats: perturbation is ~300 forward passes per frame). Memory: on CUDA
@@ -86,8 +89,10 @@ def object_rows(game: str, frames: int, repeats: int, budget: float) -> list[dic
     """The per-frame cost of the game objects (rows named ``objects: ...``), on ``frames`` real frames."""
     from PIL import Image
 
-    from fls.objects import detect
+    from fls.models.renderer import upsample_to_frame
+    from fls.objects import categories, detect
     from fls.objects.drawing import draw_objects, object_colours
+    from fls.objects.scores import frame_scores
 
     pairs = real_frames(game, frames)
     boxes = [detect(game, ram) for _, ram in pairs]
@@ -98,10 +103,19 @@ def object_rows(game: str, frames: int, repeats: int, budget: float) -> list[dic
         for panel, objects in zip(panels, boxes, strict=True):
             draw_objects(Image.fromarray(panel), objects, colours, scale=2)
 
+    maps = torch.rand(len(pairs), 84, 84, generator=torch.Generator().manual_seed(0))
+    groups = list(categories(game))
+
+    def score() -> None:
+        for saliency, (frame, _), objects in zip(maps, pairs, boxes, strict=True):
+            raw = upsample_to_frame(saliency[None], frame.shape[:2])[0].numpy()
+            frame_scores(raw, objects, groups, tolerance=8.0)
+
     cpu = torch.device("cpu")
     rows = [
         {"method": "objects: detect", **measure(lambda: [detect(game, ram) for _, ram in pairs], cpu, repeats, budget)},
         {"method": "objects: draw (one panel)", **measure(draw, cpu, repeats, budget)},
+        {"method": "objects: score one map", **measure(score, cpu, repeats, budget)},
     ]
     return [{**row, "frames": frames} for row in rows]
 
