@@ -110,11 +110,11 @@ class ObjectResults:
         return markdown_table(heads, body, "l" + "r" * (len(heads) - 1)) + "\n\n" + note + "\n"
 
     def plot_by_category(self, path: Path) -> None:
-        """A panel per group and score (energy share above, pointing game below): a bar per method, the
-        baselines grey and hatched. Energy shares are scaled to each panel (a small object holds a small share)."""
+        """A panel per group and score (energy ratio above, with a dashed line at 1, a uniform map's ratio;
+        pointing game below): a bar per method, the baselines grey and hatched."""
         plt = _pyplot()
         table = self.table()
-        shown = ("energy", "pointing")
+        shown = ("ratio", "pointing")
         fig, axes = plt.subplots(
             len(shown), len(self.groups), figsize=(1.2 + (0.5 + 0.45 * len(self.names)) * len(self.groups), 5.2)
         )
@@ -131,31 +131,36 @@ class ObjectResults:
                 ax.set_title(f"{group}: {HEADINGS[score]}", fontsize=9)
                 if score == "pointing":
                     ax.set_ylim(0, 1)
+                else:
+                    ax.axhline(1.0, color="0.3", linestyle="--", linewidth=0.8)
             axes[0, g].set_xticks(x, [""] * len(x))
-            axes[0, g].set_title(f"{group}: energy share ({table[self.names[0]][group]['frames']} frames)", fontsize=9)
+            frames = table[self.names[0]][group]["frames"]
+            axes[0, g].set_title(f"{group}: energy ratio (1: uniform; {frames} frames)", fontsize=9)
         _save(fig, path)
 
-    def plot_over_time(self, path: Path) -> None:
-        """One panel per method: each category's energy share at every step (gaps: off screen), episode starts
-        as dashed grey lines and rewarded steps as thin green ones."""
+    def plot_over_time(self, path: Path, window: int = 400) -> None:
+        """One panel per method: each category's energy ratio (log scale; 1, a uniform map's, dashed) at each of the
+        first game's first ``window`` steps (gaps: off screen), rewarded steps as thin green lines. One game's
+        stretch rather than every step, so that the map can be followed as the ball comes and goes."""
         plt = _pyplot()
         data = self.array()
+        first = np.asarray(self.episodes) == self.episodes[0] if self.episodes else np.zeros(0, bool)
+        shown = np.flatnonzero(first)[:window]
         fig, axes = plt.subplots(len(self.methods), 1, figsize=(10, 2.4 * len(self.methods)), squeeze=False)
-        steps = np.arange(len(data))
-        starts = [i for i in range(1, len(self.episodes)) if self.episodes[i] != self.episodes[i - 1]]
-        rewarded = [i for i, r in enumerate(self.rewards) if r > 0]
+        rewarded = [i for i in shown if self.rewards[i] > 0]
+        floor = 1e-2  # a ratio of 0 (no mass on the object) is drawn at the floor of the log axis
         for m, ax in enumerate(axes[:, 0]):
-            for start in starts:
-                ax.axvline(start, color="0.5", linestyle="--", linewidth=0.7)
             for i, step in enumerate(rewarded):
-                ax.axvline(step, color="green", linewidth=0.5, alpha=0.5, label="reward" if i == 0 else None)
+                ax.axvline(step, color="green", linewidth=0.6, alpha=0.6, label="reward" if i == 0 else None)
+            ax.axhline(1.0, color="0.3", linestyle="--", linewidth=0.8, label="uniform map")
             for g, group in enumerate(self.groups[:-1]):  # the categories; ANY is their union
-                ax.plot(steps, data[:, m, g, 1], label=group, linewidth=0.9, color=f"C{g}")
-            ax.set_ylim(bottom=0)
-            ax.set_ylabel("energy share")
-            ax.set_title(f"{self.methods[m]}: share of the map on each object", fontsize=9)
-            ax.legend(fontsize=7, loc="upper right")
-        axes[-1, 0].set_xlabel("agent step")
+                ratio = np.maximum(data[shown, m, g, 2], floor)
+                ax.plot(shown, ratio, label=group, linewidth=1.0, color=f"C{g}")
+            ax.set_yscale("log")
+            ax.set_ylabel("energy ratio")
+            ax.set_title(f"{self.methods[m]}: the map's share on each object over its area share", fontsize=9)
+            ax.legend(fontsize=7, loc="upper right", ncol=2)
+        axes[-1, 0].set_xlabel(f"agent step (the first game, up to {window} steps)")
         _save(fig, path)
 
 
