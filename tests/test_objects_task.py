@@ -149,6 +149,16 @@ def test_objects_score_in_the_python_api(tiny_run, tmp_path) -> None:
     assert fls.objects.score(agent, methods=["attention"], max_steps=30, tolerance=0, out=out) == out  # same again
 
 
+def test_help_of_fls_objects_shows_score_and_its_keywords() -> None:
+    import pydoc
+
+    import fls.objects
+
+    text = pydoc.render_doc(fls.objects, renderer=pydoc.plaintext)
+    assert "score = score_objects(run_or_agent" in text and "tolerance: pixels a box grows" in text
+    assert "__getattr__" not in text
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The report section
 
