@@ -82,6 +82,23 @@ def test_results_average_over_the_frames_where_each_category_is_present() -> Non
     assert row["method"] == "random" and row["kind"] == "baseline" and row["Ball_frames"] == 2
 
 
+def test_a_category_never_on_screen_has_no_column_no_bars_and_says_so() -> None:
+    results = ObjectResults(["attention"], ["random"], ["Player", "Submarine", "Ball", ANY])
+    for _ in range(3):
+        scores = np.array([[[1.0, 0.1, 2.0], [math.nan] * 3, [0.0, 0.01, 1.5], [1.0, 0.11, 1.9]]] * 2)
+        results.add(scores, episode=0, reward=0.0)
+    text = results.markdown(8)
+    tables = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(tables) == 3 * 4  # a table per score: header, rule and one row per method and baseline
+    assert tables[0] == "| Method | Player (3 frames) | Ball (3 frames) | any (3 frames) |"
+    assert all(line.count("|") == 5 for line in tables) and "Never on screen (no score): Submarine." in text
+    figure = results.figure_by_category()
+    submarine = [ax for ax in figure.axes if ax.get_title().startswith("Submarine")]
+    assert len(submarine) == 2 and all(not ax.patches for ax in submarine)
+    assert all("never on screen" in [t.get_text() for t in ax.texts] for ax in submarine)
+    assert all(len(ax.patches) == 2 for ax in figure.axes if not ax.get_title().startswith("Submarine"))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The task
 
