@@ -151,7 +151,7 @@ def test_a_game_without_decoder_is_refused_before_playing(tiny_run, monkeypatch)
     assert not (tiny_run / "objects").exists()
 
 
-def test_objects_score_in_the_python_api(tiny_run, tmp_path) -> None:
+def test_objects_score_in_the_python_api(tiny_run, tmp_path, capsys) -> None:
     import fls
     import fls.objects
 
@@ -163,7 +163,9 @@ def test_objects_score_in_the_python_api(tiny_run, tmp_path) -> None:
     with pytest.raises(ConfigError, match="objects.tolerance"):
         fls.objects.score(tiny_run, methods=["attention"], max_steps=30, tolerance=-1)
     agent = fls.load(tiny_run)
+    capsys.readouterr()
     assert fls.objects.score(agent, methods=["attention"], max_steps=30, tolerance=0, out=out) == out  # same again
+    assert f"objects: {out} holds the results of these settings; scoring again" in capsys.readouterr().out
 
 
 def test_help_of_fls_objects_shows_score_and_its_keywords() -> None:

@@ -54,6 +54,8 @@ def objects_task(cfg: DictConfig, loaded: Loaded) -> Path:
     with hold(out / LOCK_FILE, f"object scores in {out}"):  # one writer per results folder
         remove_orphans(out)
         refuse_other_results(out, settings, "objects", recorded=lambda summary: summary.get("settings"))
+        if (out / SUMMARY_FILE).is_file():
+            print(f"objects: {out} holds the results of these settings; scoring again (the same numbers)")
         results = score_games(cfg, loaded, methods, list(groups), settings)
         _write(cfg, loaded, results, settings, out)
     return out
