@@ -82,6 +82,23 @@ def test_results_average_over_the_frames_where_each_category_is_present() -> Non
     assert row["method"] == "random" and row["kind"] == "baseline" and row["Ball_frames"] == 2
 
 
+def test_a_category_never_on_screen_has_no_column_no_bars_and_says_so() -> None:
+    results = ObjectResults(["attention"], ["random"], ["Player", "Submarine", "Ball", ANY])
+    for _ in range(3):
+        scores = np.array([[[1.0, 0.1, 2.0], [math.nan] * 3, [0.0, 0.01, 1.5], [1.0, 0.11, 1.9]]] * 2)
+        results.add(scores, episode=0, reward=0.0)
+    text = results.markdown(8)
+    tables = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(tables) == 3 * 4  # a table per score: header, rule and one row per method and baseline
+    assert tables[0] == "| Method | Player (3 frames) | Ball (3 frames) | any (3 frames) |"
+    assert all(line.count("|") == 5 for line in tables) and "Never on screen (no score): Submarine." in text
+    figure = results.figure_by_category()
+    submarine = [ax for ax in figure.axes if ax.get_title().startswith("Submarine")]
+    assert len(submarine) == 2 and all(not ax.patches for ax in submarine)
+    assert all("never on screen" in [t.get_text() for t in ax.texts] for ax in submarine)
+    assert all(len(ax.patches) == 2 for ax in figure.axes if not ax.get_title().startswith("Submarine"))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The task
 
@@ -134,7 +151,7 @@ def test_a_game_without_decoder_is_refused_before_playing(tiny_run, monkeypatch)
     assert not (tiny_run / "objects").exists()
 
 
-def test_objects_score_in_the_python_api(tiny_run, tmp_path) -> None:
+def test_objects_score_in_the_python_api(tiny_run, tmp_path, capsys) -> None:
     import fls
     import fls.objects
 
@@ -146,7 +163,19 @@ def test_objects_score_in_the_python_api(tiny_run, tmp_path) -> None:
     with pytest.raises(ConfigError, match="objects.tolerance"):
         fls.objects.score(tiny_run, methods=["attention"], max_steps=30, tolerance=-1)
     agent = fls.load(tiny_run)
+    capsys.readouterr()
     assert fls.objects.score(agent, methods=["attention"], max_steps=30, tolerance=0, out=out) == out  # same again
+    assert f"objects: {out} holds the results of these settings; scoring again" in capsys.readouterr().out
+
+
+def test_help_of_fls_objects_shows_score_and_its_keywords() -> None:
+    import pydoc
+
+    import fls.objects
+
+    text = pydoc.render_doc(fls.objects, renderer=pydoc.plaintext)
+    assert "score = score_objects(run_or_agent" in text and "tolerance: pixels a box grows" in text
+    assert "__getattr__" not in text
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -46,6 +46,21 @@ def test_colours_are_one_per_category_in_the_game_s_order() -> None:
     assert object_colours("Breakout") == {"Player": PALETTE[0], "Ball": PALETTE[1]}
 
 
+def test_a_label_whose_place_above_is_taken_goes_below_its_box() -> None:
+    from PIL import Image
+
+    from fls.objects.drawing import draw_objects
+
+    # Seaquest: a diver beside a shark at the same height, their labels above would overlap
+    shark, diver = GameObject("Shark", 40, 60, 8, 7), GameObject("Diver", 50, 62, 8, 11)
+    colours = object_colours("Seaquest")
+    image = Image.new("RGB", (160 * SCALE, 210 * SCALE))
+    draw_objects(image, [shark, diver], colours, scale=SCALE)
+    pixels = np.asarray(image)
+    below = pixels[(diver.y + diver.h) * SCALE + 2 :, diver.x * SCALE - 1 : (diver.x + 30) * SCALE]
+    assert (below.max(axis=-1) > 100).sum() > 20  # the word "Diver" (anti-aliased), nothing else is drawn there
+
+
 def test_every_panel_outlines_the_ball_and_the_paddle_in_their_colours(tmp_path: Path) -> None:
     policy, steps = policy_for("sparse_fls"), 30
     recording = record_video(

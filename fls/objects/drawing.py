@@ -47,8 +47,9 @@ def draw_objects(
     place), each labelled with its category.
 
     The outline (``max(1, scale // 2)`` pixels) lies just outside the box, so the object itself stays visible. A
-    label goes above its box (below it at the picture's top), kept inside the picture; a label that would overlap
-    one already written is left out (the colour still says the category).
+    label goes above its box, or below it at the picture's top or where the place above is taken by a label
+    already written, kept inside the picture; a label with neither place free is left out (the colour still says
+    the category).
     """
     draw = ImageDraw.Draw(image)
     width, height = image.size
@@ -63,10 +64,12 @@ def draw_objects(
         left, top, right, bottom = draw.textbbox((0, 0), obj.category, font=font)
         text_w, text_h = right - left, bottom - top
         tx = min(max(x0 - line, 0), width - text_w)
-        ty = y0 - line - text_h - 2 if y0 - line - text_h - 2 >= 0 else y1 + line + 2
-        ty = min(ty, height - text_h)
-        box = (tx, ty, tx + text_w, ty + text_h)
-        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in written):
-            continue
-        written.append(box)
-        draw.text((tx - left, ty - top), obj.category, fill=colour, font=font)
+        above, below = y0 - line - text_h - 2, y1 + line + 2
+        rows = [min(ty, height - text_h) for ty in ((above, below) if above >= 0 else (below,))]
+        places = [(tx, ty, tx + text_w, ty + text_h) for ty in rows]
+        free = [
+            p for p in places if not any(p[0] < b[2] and b[0] < p[2] and p[1] < b[3] and b[1] < p[3] for b in written)
+        ]
+        if free:
+            written.append(free[0])
+            draw.text((free[0][0] - left, free[0][1] - top), obj.category, fill=colour, font=font)

@@ -89,29 +89,49 @@ class ObjectResults:
             rows.append(row)
         return rows
 
+    def frames(self) -> dict[str, int]:
+        """Group -> the number of steps it is on screen (the same for every method and baseline)."""
+        present = ~np.isnan(self.array()[:, 0, :, 0])
+        return {group: int(present[:, g].sum()) for g, group in enumerate(self.groups)}
+
+    def absent(self) -> list[str]:
+        """The categories never on screen in these games (no score, left out of the tables' columns)."""
+        return [group for group, n in self.frames().items() if n == 0]
+
     def markdown(self, tolerance: float) -> str:
-        """The table as markdown, with a line saying what the numbers are."""
-        heads = ["Method"]
-        for group in self.groups:
-            heads += [f"{group} {HEADINGS[s]}" for s in SCORES] + [f"{group} frames"]
-        body = []
-        for name, groups in self.table().items():
-            cells = [BASELINE_LABELS.get(name, name)]
-            for values in groups.values():
-                cells += ["–" if math.isnan(values[s]) else f"{values[s]:.3g}" for s in SCORES]
-                cells.append(values["frames"])
-            body.append(cells)
+        """The table as markdown, one table per score (a row per method, a column per group on screen headed by
+        its number of frames), with a line saying what the numbers are."""
+        table, frames, absent = self.table(), self.frames(), self.absent()
+        shown = [g for g in self.groups if g not in absent]
+        heads = ["Method", *(f"{g} ({frames[g]} frames)" for g in shown)]
+        what = {
+            "pointing": f"share of frames whose map maximum lies in a box grown by {tolerance:g} px",
+            "energy": "share of the map's sum inside the boxes",
+            "ratio": "energy share / the boxes' share of the frame (1: as much as a uniform map)",
+        }
+        parts = []
+        for score in SCORES:
+            body = [
+                [BASELINE_LABELS.get(name, name), *(f"{table[name][g][score]:.3g}" for g in shown)]
+                for name in self.names
+            ]
+            parts.append(f"**{HEADINGS[score].capitalize()}**: {what[score]}.\n\n")
+            parts.append(markdown_table(heads, body, "l" + "r" * len(shown)) + "\n\n")
+        never = f" Never on screen (no score): {', '.join(absent)}." if absent else ""
         note = (
-            f"Means over the frames where each category is on screen ({ANY}: any object). Pointing game: share of "
-            f"frames whose map maximum lies in a box grown by {tolerance:g} px; energy share: share of the map's sum "
-            "inside the boxes; energy ratio: energy share / the boxes' share of the frame (1: as much as a uniform "
-            "map). Baselines: uniform noise (seeded) and a centre-prior Gaussian, scored the same way."
+            f"Means over the frames where each category is on screen ({ANY}: any object).{never} Baselines: "
+            "uniform noise (seeded) and a centre-prior Gaussian, scored the same way."
         )
-        return markdown_table(heads, body, "l" + "r" * (len(heads) - 1)) + "\n\n" + note + "\n"
+        return "".join(parts) + note + "\n"
 
     def plot_by_category(self, path: Path) -> None:
+        """:meth:`figure_by_category` as a PNG."""
+        _save(self.figure_by_category(), path)
+
+    def figure_by_category(self) -> Any:
         """A panel per group and score (energy ratio above, with a dashed line at 1, a uniform map's ratio;
-        pointing game below): a bar per method, the baselines grey and hatched."""
+        pointing game below): a bar per method, the baselines grey and hatched; a group never on screen says so
+        instead."""
         plt = _pyplot()
         table = self.table()
         shown = ("ratio", "pointing")
@@ -122,9 +142,16 @@ class ObjectResults:
         x = np.arange(len(self.names))
         colours = ["0.75" if n in self.baselines else f"C{i}" for i, n in enumerate(self.names)]
         hatches = [("//" if n == "random" else "..") if n in self.baselines else "" for n in self.names]
+        frames = self.frames()
         for g, group in enumerate(self.groups):
             for row, score in enumerate(shown):
                 ax = axes[row, g]
+                if not frames[group]:  # no score, not a score of 0
+                    ax.set_title(f"{group}: {HEADINGS[score]}", fontsize=9)
+                    ax.text(0.5, 0.5, "never on screen", ha="center", va="center", transform=ax.transAxes)
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    continue
                 values = np.nan_to_num([table[n][group][score] for n in self.names])
                 ax.bar(x, values, 0.8, color=colours, hatch=hatches, edgecolor="0.3")
                 ax.set_xticks(x, [n.replace("_", " ") for n in self.names], rotation=45, ha="right", fontsize=7)
@@ -133,33 +160,36 @@ class ObjectResults:
                     ax.set_ylim(0, 1)
                 else:
                     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=0.8)
-            axes[0, g].set_xticks(x, [""] * len(x))
-            frames = table[self.names[0]][group]["frames"]
-            axes[0, g].set_title(f"{group}: energy ratio (1: uniform; {frames} frames)", fontsize=9)
-        _save(fig, path)
+            if frames[group]:
+                axes[0, g].set_xticks(x, [""] * len(x))
+                axes[0, g].set_title(f"{group}: energy ratio (1: uniform; {frames[group]} frames)", fontsize=9)
+        return fig
 
     def plot_over_time(self, path: Path, window: int = 400) -> None:
         """One panel per method: each category's energy ratio (log scale; 1, a uniform map's, dashed) at each of the
-        first game's first ``window`` steps (gaps: off screen), rewarded steps as thin green lines. One game's
-        stretch rather than every step, so that the map can be followed as the ball comes and goes."""
+        first game's first ``window`` steps (gaps: off screen; a category never on screen is left out), rewarded
+        steps as thin green lines. One game's stretch rather than every step, so that the map can be followed as
+        the ball comes and goes."""
         plt = _pyplot()
         data = self.array()
         first = np.asarray(self.episodes) == self.episodes[0] if self.episodes else np.zeros(0, bool)
         shown = np.flatnonzero(first)[:window]
         fig, axes = plt.subplots(len(self.methods), 1, figsize=(10, 2.4 * len(self.methods)), squeeze=False)
         rewarded = [i for i in shown if self.rewards[i] > 0]
+        absent = self.absent()
         floor = 1e-2  # a ratio of 0 (no mass on the object) is drawn at the floor of the log axis
         for m, ax in enumerate(axes[:, 0]):
             for i, step in enumerate(rewarded):
                 ax.axvline(step, color="green", linewidth=0.6, alpha=0.6, label="reward" if i == 0 else None)
             ax.axhline(1.0, color="0.3", linestyle="--", linewidth=0.8, label="uniform map")
             for g, group in enumerate(self.groups[:-1]):  # the categories; ANY is their union
-                ratio = np.maximum(data[shown, m, g, 2], floor)
-                ax.plot(shown, ratio, label=group, linewidth=1.0, color=f"C{g}")
+                if group not in absent:
+                    ratio = np.maximum(data[shown, m, g, 2], floor)
+                    ax.plot(shown, ratio, label=group, linewidth=1.0, color=f"C{g}")
             ax.set_yscale("log")
             ax.set_ylabel("energy ratio")
             ax.set_title(f"{self.methods[m]}: the map's share on each object over its area share", fontsize=9)
-            ax.legend(fontsize=7, loc="upper right", ncol=2)
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))  # beside the curves, not on them
         axes[-1, 0].set_xlabel(f"agent step (the first game, up to {window} steps)")
         _save(fig, path)
 

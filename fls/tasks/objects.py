@@ -54,6 +54,8 @@ def objects_task(cfg: DictConfig, loaded: Loaded) -> Path:
     with hold(out / LOCK_FILE, f"object scores in {out}"):  # one writer per results folder
         remove_orphans(out)
         refuse_other_results(out, settings, "objects", recorded=lambda summary: summary.get("settings"))
+        if (out / SUMMARY_FILE).is_file():
+            print(f"objects: {out} holds the results of these settings; scoring again (the same numbers)")
         results = score_games(cfg, loaded, methods, list(groups), settings)
         _write(cfg, loaded, results, settings, out)
     return out
@@ -129,14 +131,17 @@ def _write(cfg: DictConfig, loaded: Loaded, results: ObjectResults, settings: di
         "scores": table,
     }
     atomic_write_json(out / SUMMARY_FILE, record)  # last: its presence says the folder is complete
-    first = results.methods[0]
+    first, absent = results.methods[0], results.absent()
     ratios = ", ".join(
-        f"{g} {table[first][g]['ratio']:.2f} (random {table['random'][g]['ratio']:.2f})" for g in results.groups
+        f"{g} {table[first][g]['ratio']:.2f} (random {table['random'][g]['ratio']:.2f})"
+        for g in results.groups
+        if g not in absent
     )
+    never = f"; never on screen: {', '.join(absent)}" if absent else ""
     print(text)
     print(
         f"objects: {len(results.steps)} steps of {loaded.game}; {first}'s energy ratio (1: a uniform map's) on "
-        f"{ratios}; in {out}"
+        f"{ratios or 'nothing (no object on screen)'}{never}; in {out}"
     )
     flat = [
         [r["method"], g, *(r[f"{g}_{k}"] for k in ("pointing", "energy", "ratio", "frames"))]
