@@ -156,6 +156,15 @@ def run_hydra(task: Callable[[Any], Any], config_name: str) -> None:
                 )  # not an error: what was finished is kept, the same command continues
                 sys.exit(error.exit_code)
             fail(str(error), error.exit_code)
+        except KeyboardInterrupt:  # a task without handlers of its own (video, tree, objects, ...): no traceback
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            print(
+                "interrupted (Ctrl-C) before it finished: finished outputs are kept and nothing half-written is; "
+                "run the same command again",
+                file=sys.stderr,
+            )
+            sys.exit(130)
 
     _main()
 

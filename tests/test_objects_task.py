@@ -247,3 +247,34 @@ def test_report_gathers_the_object_scores_by_game_model_and_method(tmp_path) -> 
         "Breakout: object scores made with different settings, which do not compare: tolerance=8.0 in 1, 9; "
         "tolerance=2.0 in 9"
     )
+
+
+def test_an_action_index_the_agent_lacks_is_refused_before_anything(tiny_run, tmp_path) -> None:
+    out = tmp_path / "objects"
+    message = evaluate_refusal(f"run={tiny_run}", *TINY, "saliency.target=7", f"objects.out={out}")
+    assert "saliency.target=7 is not an action of this agent (valid: action, value, 0..3)" in message
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_and_leaves_no_results(tiny_run, tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import CHILD_ENV, ROOT
+
+    out = tmp_path / "objects"
+    args = [sys.executable, str(ROOT / "evaluate.py"), f"run={tiny_run}", "task=objects", "saliency.methods=[gradcam]"]
+    args += ["saliency.episodes=20", "saliency.max_steps=100000", f"objects.out={out}", "logger.wandb.mode=disabled"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=CHILD_ENV)
+    deadline = time.time() + 120
+    while not out.exists() and time.time() < deadline:  # the folder is made just before the games are played
+        time.sleep(0.1)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "interrupted (Ctrl-C)" in stderr
+    assert not (out / "summary.json").exists() and not (out / "objects.csv").exists()

@@ -39,11 +39,16 @@ def saliency_methods(cfg: DictConfig, loaded: Loaded) -> dict[str, SaliencyMetho
     return methods
 
 
-def saliency_target(cfg: DictConfig) -> Any:
-    """``action``, ``value`` or an action index (for DQN / QR-DQN: Q(s, a) of the action, max_a Q, Q of an index)."""
+def saliency_target(cfg: DictConfig, actions: int | None = None) -> Any:
+    """``action``, ``value`` or an action index (for DQN / QR-DQN: Q(s, a) of the action, max_a Q, Q of an index);
+    an index is checked against the agent's ``actions`` when given, before anything is played."""
     target = cfg.saliency.target
     if isinstance(target, str) and target not in ("action", "value"):
         raise ConfigError(f"saliency.target must be action, value or an action index, got '{target}'")
+    if actions is not None and not isinstance(target, str) and not 0 <= int(target) < actions:
+        raise ConfigError(
+            f"saliency.target={target} is not an action of this agent (valid: action, value, 0..{actions - 1})"
+        )
     return target
 
 

@@ -30,7 +30,7 @@ def gaze_agreement(cfg: DictConfig, loaded: Loaded) -> Path:
     game = str(g.game or loaded.game)
     trials = list_trials(Path(str(g.data)).expanduser(), game)
     methods = saliency_methods(cfg, loaded)
-    target = saliency_target(cfg)
+    target = saliency_target(cfg, loaded.agent.n_actions)
     settings = gaze_settings(cfg, loaded, game, [t.name for t in trials], list(methods))
     out = make_dirs(gaze_dir(g.out, loaded.run_dir, loaded.checkpoint, game, list(methods)))
     with hold(out / LOCK_FILE, f"gaze results in {out}"):  # one writer per results folder

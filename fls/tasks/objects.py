@@ -46,6 +46,7 @@ def objects_task(cfg: DictConfig, loaded: Loaded) -> Path:
     s = cfg.saliency
     groups = categories(loaded.game)  # refuses a game without a decoder before anything is played or written
     methods = saliency_methods(cfg, loaded)
+    saliency_target(cfg, loaded.agent.n_actions)  # an action index the agent lacks is refused before any folder
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
     name = video_stem(loaded.checkpoint.stem, loaded.game, list(methods), int(s.seed), int(s.episodes), s.target)
     out = objects_dir(cfg.objects.out, loaded.run_dir, loaded.checkpoint, name)
@@ -98,7 +99,7 @@ def score_games(
         seed=int(s.seed),
         episodes=int(s.episodes),
         methods=methods,
-        target=saliency_target(cfg),
+        target=saliency_target(cfg, loaded.agent.n_actions),
         deterministic=bool(s.deterministic),
         epsilon=settings["epsilon"] or 0.0,
         max_steps=int(s.max_steps),

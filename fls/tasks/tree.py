@@ -50,7 +50,7 @@ def attention_tree_task(cfg: DictConfig, loaded: Loaded) -> list[Path]:
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
     policy = loaded.agent.policy
     method.check(policy)
-    target = saliency_target(cfg)
+    target = saliency_target(cfg, loaded.agent.n_actions)
     explain_taken = isinstance(target, str) and target == "action"
     seed, episodes = int(s.seed), int(s.episodes)
     out = trees_dir(t.out, loaded.run_dir, loaded.checkpoint)

@@ -62,6 +62,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
 
         decoder(loaded.game)  # a game without an object decoder is refused before anything is played or made
     methods = saliency_methods(cfg, loaded)
+    target = saliency_target(cfg, loaded.agent.n_actions)
     from fls.evaluation.runner import acting_epsilon
 
     epsilon = acting_epsilon(loaded.agent, bool(s.deterministic), cfg.eval.get("epsilon"))
@@ -83,7 +84,7 @@ def saliency_video(cfg: DictConfig, loaded: Loaded) -> Path:
             methods=methods,
             seed=int(s.seed),
             episodes=int(s.episodes),
-            target=saliency_target(cfg),
+            target=target,
             deterministic=bool(s.deterministic),
             epsilon=epsilon or 0.0,
             max_steps=int(s.max_steps),
