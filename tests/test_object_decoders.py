@@ -39,6 +39,7 @@ def test_breakout_paddle_and_ball():
     assert_agrees("Breakout", "Player", colour_mask(red, rows=(189, 193), columns=inside_walls))
 
 
+@pytest.mark.slow  # 5-8 s of play; Breakout's and Pong's run in the fast subset
 def test_ms_pacman_player_and_ghosts():
     maze = (0, 172)  # above the lives and the score
     assert_agrees("MsPacman", "Player", colour_mask((210, 164, 74), rows=maze), tolerance=1)
@@ -54,6 +55,7 @@ def test_ms_pacman_player_and_ghosts():
     assert_agrees("MsPacman", "Ghost", recent_ghosts, tolerance=2, recall_mask_fn=ghosts)
 
 
+@pytest.mark.slow  # 5-8 s of play; Breakout's and Pong's run in the fast subset
 def test_beam_rider_ship_saucers_and_shots():
     yellow = (210, 210, 64)
     assert_agrees("BeamRider", "Player", colour_mask(yellow, rows=(150, 182)), tolerance=1)  # above the lives
@@ -73,6 +75,7 @@ def test_beam_rider_ship_saucers_and_shots():
     assert_agrees("BeamRider", "Player_Projectile", shots, tolerance=1, min_pixels=1)
 
 
+@pytest.mark.slow  # 5-8 s of play; Breakout's and Pong's run in the fast subset
 def test_enduro_player_and_cars():
     road = (51, 156)  # below the sky, above the dashboard
     white = colour_mask((192, 192, 192), rows=road)
@@ -88,6 +91,7 @@ def test_enduro_player_and_cars():
     assert_agrees("Enduro", "Car", colour_mask(*cars, rows=road), tolerance=3)
 
 
+@pytest.mark.slow  # 5-8 s of play; Breakout's and Pong's run in the fast subset
 def test_frostbite_player_floes_and_birds():
     # Bailey's hat, face and boots (his grey coat is the igloo's colour); the water below the shore (row 75 on)
     assert_agrees(
@@ -107,6 +111,7 @@ def test_pong_paddles_and_ball():
     assert_agrees("Pong", "Ball", colour_mask((236, 236, 236), rows=playfield), steps=300, tolerance=1)
 
 
+@pytest.mark.slow  # 5-8 s of play; Breakout's and Pong's run in the fast subset
 def test_space_invaders_cannon_invaders_ship_and_shots():
     # The boxes bound the pixels (tolerance 1 as for Pong). Shots and a new cannon flicker: the decoder reports
     # what the frame shows (see its docstring).
@@ -118,6 +123,7 @@ def test_space_invaders_cannon_invaders_ship_and_shots():
     assert_agrees("SpaceInvaders", "Satellite", colour_mask((151, 25, 122), rows=(0, 30)), seeds=(2, 4), tolerance=1)
 
 
+@pytest.mark.slow  # 5-8 s of play; Breakout's and Pong's run in the fast subset
 def test_seaquest_submarine_enemies_divers_and_torpedoes():
     import cv2
 
