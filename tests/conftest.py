@@ -167,3 +167,15 @@ def tiny_eval(tiny_run, tmp_path_factory) -> tuple[Path, str]:
 
     folder = built_once(tmp_path_factory, "tiny_eval", evaluate)
     return folder / "eval", (folder / "stdout.txt").read_text()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module's tests (``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): the
+    parallel workers share two cores, and one thread per worker keeps them from fighting over them."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

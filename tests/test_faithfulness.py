@@ -42,12 +42,7 @@ REGION = (slice(30, 50), slice(40, 60))  # the only pixels the tiny network look
 PERCENTS = percent_steps(5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class RegionNet(nn.Module):

@@ -10,7 +10,6 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 
 import fls
 from fls.errors import ConfigError
@@ -25,12 +24,7 @@ from tests.test_saliency import policy_for
 SCALE, BAR = 2, 30  # record_video's default scale; the title bar above the panels is 15 * scale
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def outline_pixel(obj: GameObject, panel: int) -> tuple[int, int]:

@@ -25,13 +25,7 @@ from fls.saliency.tree import AttentionTree, attention_trees, find_peaks
 from fls.saliency.tree_views import tree_image, write_html, write_png
 from tests.test_saliency import N_ACTIONS, OBS_SPACE, VARIANTS, policy_for
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
