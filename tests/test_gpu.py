@@ -142,6 +142,23 @@ def test_trees_faithfulness_and_gaze_on_cuda(tiny_run, tmp_path) -> None:
     assert gaze.exists()
 
 
+def test_object_scores_on_cuda_are_the_cpu_scores(tiny_run, tmp_path) -> None:
+    """task=objects plays the same greedy steps on both devices and its scores agree (maps within MAP_TOLERANCE)."""
+    tables = []
+    for i, device in enumerate(("cpu", DEVICE)):
+        agent = fls.load(tiny_run, device=device)
+        out = fls.objects.score(
+            agent, methods=["attention", "gradcam"], max_steps=40, deterministic=True, out=tmp_path / f"{i}_{device}"
+        )
+        tables.append(json.loads((out / "summary.json").read_text())["scores"])
+    cpu, cuda = tables
+    for method, groups in cpu.items():
+        for group, values in groups.items():
+            assert cuda[method][group]["frames"] == values["frames"]
+            for score in ("energy", "ratio"):
+                assert cuda[method][group][score] == pytest.approx(values[score], rel=1e-2, abs=1e-4, nan_ok=True)
+
+
 @pytest.mark.parametrize("algo", ["dqn", "qrdqn"])
 def test_q_learning_agents_on_cuda(algo: str, tmp_path, obs) -> None:
     import sb3_contrib
