@@ -237,6 +237,11 @@ def test_report_gathers_the_object_scores_by_game_model_and_method(tmp_path) -> 
     assert "| Breakout | sparse_fls | *random* | Ball |" in text
     with open(files["objects_csv"], newline="") as handle:
         assert len(list(csv.DictReader(handle))) == 9
+    out = tmp_path / "through_the_command"
+    evaluate_in_process("task=report", f"sweep={sweep}", f"report.out={out}", "logger.wandb.mode=offline")
+    (run,) = (out / "wandb").glob("offline-run-*")
+    tables = {path.name.split("_")[0] for path in (run / "files" / "media" / "table" / "report").glob("*.table.json")}
+    assert {"objects", "scores", "runs"} <= tables and "faithfulness" not in tables  # no faithfulness results here
 
     # results made with other settings are named, not silently pooled
     write_objects(sweep / "9", 0.9, folder="final_model_Breakout_seed7_1ep_attention", tolerance=2.0)

@@ -98,11 +98,18 @@ def write_report(report: Report, out_dir: Path) -> dict[str, Path]:
 
 
 def log_report(report: Report, files: Mapping[str, Path], *, mode: str, project: str, group: str | None) -> None:
-    """The report as a W&B run (job_type=report): scores, saliency and run tables and the reward-curve figure."""
+    """The report as a W&B run (job_type=report): the scores, gaze, faithfulness, object and run tables and the
+    figures."""
     from fls.logging import publish_to_wandb
+    from fls.report import faithfulness, objects
 
     def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> tuple[Sequence[str], list[list[Any]]]:
         return columns, [[row.get(c) for c in columns] for row in rows]
+
+    sections = {  # the sections of their own, when the runs have such results
+        "report/faithfulness": table(faithfulness.faithfulness_rows(report), faithfulness.COLUMNS),
+        "report/objects": table(objects.objects_rows(report), objects.COLUMNS),
+    }
 
     publish_to_wandb(
         files["report_md"].parent,
@@ -118,6 +125,7 @@ def log_report(report: Report, files: Mapping[str, Path], *, mode: str, project:
             "report/scores": table(report.scores, SCORE_COLUMNS),
             "report/saliency": table(report.saliency, SALIENCY_COLUMNS),
             "report/runs": table(report.status, STATUS_COLUMNS),
+            **{key: value for key, value in sections.items() if value[1]},
         },
         summary={"report/runs": len(report.runs), "report/missing": len(report.missing)},
     )
