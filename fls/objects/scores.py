@@ -68,14 +68,21 @@ def frame_scores(
 ) -> np.ndarray:
     """Every score of one frame: a (len(categories) + 1, 3) float array, one row per category and a last row for
     :data:`ANY`, columns :data:`SCORES` (pointing hit as 0/1, energy share, energy ratio); NaN rows for the
-    categories absent from ``objects`` (and for ANY on a frame without objects)."""
-    saliency = np.maximum(np.asarray(saliency, np.float64), 0.0)
+    categories absent from ``objects`` (and for ANY on a frame without objects).
+
+    ``saliency`` may also be a stack (N, H, W) of maps of the same frame (the methods and baselines of one step):
+    the result is then (N, len(categories) + 1, 3), and each category's mask is built once for all of them."""
+    maps = np.maximum(np.asarray(saliency, np.float64), 0.0)
+    single = maps.ndim == 2
+    maps = maps[None] if single else maps
     groups = [[o for o in objects if o.category == category] for category in categories] + [list(objects)]
-    scores = np.full((len(groups), len(SCORES)), np.nan)
+    scores = np.full((len(maps), len(groups), len(SCORES)), np.nan)
     for row, boxes in enumerate(groups):
         if not boxes:
             continue
-        mask = box_mask(boxes, saliency.shape)
-        share = energy_share(saliency, mask)
-        scores[row] = (float(pointing_hit(saliency, boxes, tolerance)), share, share / mask.mean())
-    return scores
+        mask = box_mask(boxes, maps.shape[1:])
+        area = mask.mean()
+        for i, one in enumerate(maps):
+            share = energy_share(one, mask)
+            scores[i, row] = (float(pointing_hit(one, boxes, tolerance)), share, share / area)
+    return scores[0] if single else scores

@@ -90,7 +90,7 @@ def score_games(
             raise ConfigError(f"the {', '.join(bad)} map of step {step.step} is NaN or inf; nothing was written")
         frames = upsample_to_frame(stacked, step.frame.shape[:2]).numpy()
         objects = detect(loaded.game, step.ram)
-        scores = np.stack([frame_scores(frame, objects, categories, tolerance) for frame in frames])
+        scores = frame_scores(frames, objects, categories, tolerance)  # each box mask once for every map
         results.add(scores, step.episode, step.reward)
 
     play(
